@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BENCH_VENV := .venv-bench
+PORT ?= 8003
+
+.PHONY: run test bench lint format venv services db demo-env clean-run
+
+$(VENV)/.installed: requirements/base.txt requirements/dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+services:
+	@scripts/ensure-services.sh
+
+db: venv services
+	@scripts/ensure-database.sh
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py ensure_partitions
+
+# The whole local topology with a simulated market, in the foreground; Ctrl-C stops all of it.
+run: db
+	@mkdir -p .run
+	$(PY) manage.py collectstatic --noinput -v 0
+	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :5555)"
+	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+
+test: venv services
+	@scripts/install-system-deps.sh
+	@scripts/ensure-database.sh
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --create-db $(PYTEST_ARGS)
+
+$(BENCH_VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/bench.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	@touch $@
+
+bench: $(BENCH_VENV)/.installed services
+	@scripts/ensure-database.sh
+	$(BENCH_VENV)/bin/python -m benchmarks.run $(BENCH)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .

@@ -1,0 +1,38 @@
+"""Shared timing helpers for `make bench`.
+
+Every benchmark module exposes ``run() -> list[Result]``; ``benchmarks/run.py`` collects them and
+prints one table. Machines are shared and noisy, so we report medians over several repeats and
+ratios against baselines measured in the same run, never single timings.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Result:
+    benchmark: str  # e.g. "greeks: price+9 greeks"
+    case: str  # e.g. "signalsvc" or "py_vollib_vectorized (baseline)"
+    n: int  # items per call (options, rows, requests)
+    median_s: float  # median seconds per call
+    note: str = ""  # target, ratio against the baseline, caveats
+
+    @property
+    def per_second(self) -> float:
+        return self.n / self.median_s if self.median_s > 0 else float("nan")
+
+
+def median_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from django.db import transaction
+
+from signalsvc.accounts.models import ApiKey, Subscription, Tier
+
+KEY_PREFIX = "sk"
+
+
+def digest_of(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(
+    *, subscription: Subscription, name: str, can_write: bool = False, expires_at: dt.datetime | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the raw key, which is never stored and cannot be shown again."""
+    prefix = secrets.token_hex(4)
+    raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        subscription=subscription,
+        name=name,
+        prefix=prefix,
+        digest=digest_of(raw),
+        can_write=can_write,
+        expires_at=expires_at,
+    )
+    return key, raw
+
+
+def subscription_get_or_create(*, name: str, tier_name: str, requests_per_minute: int | None = None) -> Subscription:
+    defaults = {} if requests_per_minute is None else {"requests_per_minute": requests_per_minute}
+    tier, _ = Tier.objects.get_or_create(name=tier_name, defaults=defaults)
+    subscription, _ = Subscription.objects.get_or_create(name=name, defaults={"tier": tier})
+    return subscription

@@ -1,0 +1,11 @@
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+# WebSocket routes arrive with streaming/ (SPEC §10).
+application = ProtocolTypeRouter({"http": django_asgi_app})

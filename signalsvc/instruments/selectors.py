@@ -1,0 +1,48 @@
+"""Reads from the instrument registry, including the key -> id map hot paths use."""
+
+from __future__ import annotations
+
+import threading
+
+from signalsvc.core.keys import InvalidKey, parse_key
+from signalsvc.instruments.models import Instrument
+
+
+class UnknownInstrument(LookupError):
+    """A well-formed key that is not in the registry (a 404)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"unknown instrument '{key}'")
+        self.key = key
+
+
+def instrument_get(*, key: str) -> Instrument:
+    """The registry row for ``key``; raises InvalidKey (400) or UnknownInstrument (404)."""
+    parsed = parse_key(key)
+    try:
+        return Instrument.objects.get(key=str(parsed))
+    except Instrument.DoesNotExist:
+        raise UnknownInstrument(key) from None
+
+
+_ids: dict[str, int] = {}
+_ids_lock = threading.Lock()
+
+
+def instrument_ids(*, keys: set[str]) -> dict[str, int]:
+    """Map keys to registry ids, caching hits in-process (ids never change for a key).
+    Keys that are not registered are absent from the result."""
+    missing = [k for k in keys if k not in _ids]
+    if missing:
+        found = dict(Instrument.objects.filter(key__in=missing).values_list("key", "id"))
+        with _ids_lock:
+            _ids.update(found)
+    return {k: _ids[k] for k in keys if k in _ids}
+
+
+def instrument_ids_clear_cache() -> None:
+    with _ids_lock:
+        _ids.clear()
+
+
+__all__ = ["InvalidKey", "UnknownInstrument", "instrument_get", "instrument_ids"]

@@ -1,0 +1,97 @@
+import datetime as dt
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from signalsvc.api.errors import ApiError
+from signalsvc.api.params import parse_time
+from signalsvc.instruments.selectors import instrument_get, instrument_ids
+from signalsvc.marketdata import selectors
+from signalsvc.marketdata.services import BarIn, bars_upsert
+from signalsvc.marketdata.validation import validate_bars
+
+
+def bar_json(row) -> dict:
+    ts, o, h, low, c, volume, oi = row
+    return {"timestamp": ts.isoformat(), "open": o, "high": h, "low": low, "close": c, "volume": volume, "oi": oi}
+
+
+class BarsIngestApi(APIView):
+    requires_write = True
+
+    @extend_schema(
+        summary="Upsert 1-minute bars",
+        description=(
+            "Body: a JSON list of bars {instrument_key, timestamp (minute start, ISO-8601; naive = "
+            "Asia/Kolkata), open, high, low, close, volume?, oi?}. All or nothing: any invalid row "
+            "(400) or unknown instrument (404) writes nothing. Re-posting a bar replaces it."
+        ),
+        request=list,
+        responses={200: dict},
+    )
+    def post(self, request):
+        payload = request.data
+        if not isinstance(payload, list):
+            raise ApiError(status_code=400, code="invalid_input", message="body must be a JSON list of bars")
+        if not payload:
+            raise ApiError(status_code=400, code="invalid_input", message="body is an empty list")
+        if len(payload) > settings.MARKET_BARS_MAX_ROWS:
+            raise ApiError(
+                status_code=413,
+                code="too_many_rows",
+                message=f"at most {settings.MARKET_BARS_MAX_ROWS} bars per request",
+            )
+        drafts, problems = validate_bars(payload, market_tz=settings.MARKET_TIMEZONE)
+        if problems:
+            raise ApiError(
+                status_code=400, code="invalid_input", message="some bars are invalid; nothing was written",
+                details={"rows": problems},
+            )
+        ids = instrument_ids(keys={d.key for d in drafts})
+        unknown = sorted({d.key for d in drafts} - set(ids))
+        if unknown:
+            raise ApiError(
+                status_code=404, code="unknown_instrument",
+                message=f"{len(unknown)} unknown instrument key(s); nothing was written",
+                details={"unknown_keys": unknown[:50]},
+            )
+        bars = [BarIn(ids[d.key], d.ts, d.open, d.high, d.low, d.close, d.volume, d.oi) for d in drafts]
+        written = bars_upsert(bars=bars)
+        return Response({"received": len(bars), "written": written})
+
+
+class BarsReadApi(APIView):
+    @extend_schema(
+        summary="1-minute bars as stored",
+        parameters=[
+            OpenApiParameter("start_time", str, description="ISO-8601; naive = Asia/Kolkata; default end - 1 day"),
+            OpenApiParameter("end_time", str, description="ISO-8601; default now"),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request, key: str):
+        instrument = instrument_get(key=key)
+        end = parse_time("end_time", request.query_params.get("end_time"), required=False) or dt.datetime.now(dt.UTC)
+        start = parse_time("start_time", request.query_params.get("start_time"), required=False) or (
+            end - dt.timedelta(days=1)
+        )
+        if end <= start:
+            raise ApiError(status_code=400, code="invalid_range", message="end_time must be after start_time")
+        if end - start > dt.timedelta(days=settings.API_HISTORICAL_MAX_DAYS):
+            raise ApiError(
+                status_code=400, code="range_too_large",
+                message=f"the range may span at most {settings.API_HISTORICAL_MAX_DAYS} days",
+            )
+        rows = selectors.bars_between(instrument_id=instrument.id, start=start, end=end)
+        return Response(
+            {
+                "instrument_key": instrument.key,
+                "start_time": start.isoformat(),
+                "end_time": end.isoformat(),
+                "timeframe": "1m",
+                "data_points": len(rows),
+                "bars": [bar_json(r) for r in rows],
+            }
+        )

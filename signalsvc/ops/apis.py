@@ -1,0 +1,33 @@
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from signalsvc.ops.health import readiness
+
+
+class _OpenView(APIView):
+    authentication_classes = []
+    permission_classes = []
+    throttle_classes = []
+
+
+class LiveApi(_OpenView):
+    @extend_schema(summary="Liveness: the process answers", responses={200: dict})
+    def get(self, request):
+        return Response({"status": "alive"})
+
+
+class ReadyApi(_OpenView):
+    @extend_schema(summary="Readiness: PostgreSQL, Redis and the broker answer", responses={200: dict, 503: dict})
+    def get(self, request):
+        report = readiness()
+        return Response(
+            {"status": "ready" if report["ready"] else "not_ready", "checks": report["checks"]},
+            status=200 if report["ready"] else 503,
+        )
+
+
+def metrics_view(request):
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,6 @@
+"""Settings are assembled from one module per concern; every value comes from the environment."""
+
+from signalsvc.settings.base import *  # noqa: F403
+from signalsvc.settings.celery import *  # noqa: F403
+from signalsvc.settings.channels import *  # noqa: F403
+from signalsvc.settings.logging import *  # noqa: F403

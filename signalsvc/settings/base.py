@@ -1,0 +1,150 @@
+from pathlib import Path
+
+from signalsvc.settings.env import IS_PRODUCTION, env, required_in_production
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", dev_default="dev-only-insecure-key-not-for-production")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+if IS_PRODUCTION and not ALLOWED_HOSTS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "django_celery_beat",
+    "signalsvc.instruments",
+    "signalsvc.marketdata",
+    "signalsvc.accounts",
+    "signalsvc.ops",
+]
+
+MIDDLEWARE = [
+    "signalsvc.ops.middleware.RequestMetricsMiddleware",
+    "signalsvc.api.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "signalsvc.urls"
+ASGI_APPLICATION = "signalsvc.asgi.application"
+WSGI_APPLICATION = "signalsvc.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/signal_service"),
+}
+DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default="test_signal_service")
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="sig"),
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Bodies above this are refused with 413 before parsing (POST /market/bars is the large one).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+# --- Market -------------------------------------------------------------------------------------
+MARKET_TIMEZONE = "Asia/Kolkata"
+# "NSE": real sessions and holidays (pandas_market_calendars). "NSE-DEMO": every day is a session,
+# so the simulated market is live at any hour (make run sets it).
+MARKET_CALENDAR = env.str("MARKET_CALENDAR", default="NSE")
+MARKET_DATA_STREAM = env.str("MARKET_DATA_STREAM", default="md:ticks")
+MARKET_DATA_DEAD_LETTER_STREAM = env.str("MARKET_DATA_DEAD_LETTER_STREAM", default="md:ticks:dead")
+MARKET_DATA_GROUP = env.str("MARKET_DATA_GROUP", default="ingest")
+# A consumer idle this long has its pending entries claimed by a live one.
+MARKET_DATA_CLAIM_IDLE_MS = env.int("MARKET_DATA_CLAIM_IDLE_MS", default=30_000)
+MARKET_DATA_BATCH = env.int("MARKET_DATA_BATCH", default=2000)
+MARKET_BARS_MAX_ROWS = env.int("MARKET_BARS_MAX_ROWS", default=50_000)
+# Partition upkeep: months of bars kept, and partitions made ahead.
+BARS_RETENTION_DAYS = env.int("BARS_RETENTION_DAYS", default=730)
+PARTITIONS_AHEAD_DAYS = env.int("PARTITIONS_AHEAD_DAYS", default=7)
+INSTRUMENT_SERVICE_URL = env.str("INSTRUMENT_SERVICE_URL", default="")
+INSTRUMENT_SERVICE_TIMEOUT = env.float("INSTRUMENT_SERVICE_TIMEOUT", default=5.0)
+SIMULATOR_TRUTH_FILE = env.str("SIMULATOR_TRUTH_FILE", default=str(BASE_DIR / ".run" / "demo-market-truth.json"))
+
+# --- Greeks -------------------------------------------------------------------------------------
+GREEKS_MODEL = env.str("GREEKS_MODEL", default="black76")
+RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.065)
+DIVIDEND_YIELD = env.float("DIVIDEND_YIELD", default=0.0)
+
+# --- API ----------------------------------------------------------------------------------------
+API_V2_BATCH_SIZE = env.int("API_V2_BATCH_SIZE", default=100)
+API_HISTORICAL_MAX_DAYS = env.int("API_HISTORICAL_MAX_DAYS", default=365)
+# Anonymous read access: on for the local demo, off in production.
+API_ANONYMOUS_READ = env.bool("API_ANONYMOUS_READ", default=not IS_PRODUCTION)
+# Requests per minute for anonymous clients (per IP).
+API_ANONYMOUS_RATE_PER_MINUTE = env.int("API_ANONYMOUS_RATE_PER_MINUTE", default=600)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["signalsvc.accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["signalsvc.accounts.permissions.ApiAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["signalsvc.accounts.throttling.TierRateThrottle"],
+    "EXCEPTION_HANDLER": "signalsvc.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Signal Service API",
+    "DESCRIPTION": "Implied volatility, Greeks, moneyness, timeframes and indicators for NSE options.",
+    "VERSION": "2.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+}

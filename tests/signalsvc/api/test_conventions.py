@@ -1,0 +1,111 @@
+"""API conventions (SPEC §9): the error JSON, API keys, anonymous access, rate limits, docs."""
+
+import pytest
+from django.test import override_settings
+
+from signalsvc.accounts.models import ApiKey
+
+pytestmark = pytest.mark.django_db
+
+SPOT = "NSE@NIFTY@equity_spot"
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+def test_malformed_key_is_400_naming_the_grammar(api):
+    response = api.get("/api/v2/market/bars/NSE@NIFTY@bad")
+    assert_error(response, 400, "invalid_instrument_key")
+    assert "EXCHANGE@SYMBOL@PRODUCT" in response.json()["error"]["message"]
+
+
+def test_unknown_key_is_404(api):
+    assert_error(api.get(f"/api/v2/market/bars/{SPOT}"), 404, "unknown_instrument")
+
+
+def test_unknown_path_is_json_404(api):
+    assert_error(api.get("/api/v2/nothing-here"), 404, "not_found")
+
+
+@override_settings(API_ANONYMOUS_READ=False)
+def test_missing_key_when_anonymous_is_off_is_401(api, make_instruments):
+    make_instruments(SPOT)
+    response = api.get(f"/api/v2/market/bars/{SPOT}")
+    assert_error(response, 401, "not_authenticated")
+    assert response.headers["WWW-Authenticate"].startswith("ApiKey")
+
+
+@override_settings(API_ANONYMOUS_READ=False)
+def test_valid_key_reads_when_anonymous_is_off(api, make_instruments, make_api_key):
+    make_instruments(SPOT)
+    response = api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=make_api_key())
+    assert response.status_code == 200
+    assert response.json()["instrument_key"] == SPOT
+
+
+def test_wrong_key_is_401(api, make_instruments):
+    make_instruments(SPOT)
+    assert_error(api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY="sk_nope_nope"), 401, "authentication_failed")
+
+
+def test_inactive_key_is_401(api, make_instruments, make_api_key):
+    make_instruments(SPOT)
+    raw = make_api_key()
+    ApiKey.objects.update(active=False)
+    assert_error(api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=raw), 401, "authentication_failed")
+
+
+def test_key_without_write_access_cannot_post_bars(api, make_api_key):
+    raw = make_api_key(can_write=False)
+    assert_error(api.post("/api/v2/market/bars", [], format="json", HTTP_X_API_KEY=raw), 403, "permission_denied")
+
+
+def test_over_limit_client_gets_429_with_retry_after(api, make_instruments, make_api_key):
+    make_instruments(SPOT)
+    raw = make_api_key(rpm=3)
+    for _ in range(3):
+        assert api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=raw).status_code == 200
+    response = api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=raw)
+    assert_error(response, 429, "rate_limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+def test_rate_limit_is_per_key(api, make_instruments, make_api_key):
+    make_instruments(SPOT)
+    first, second = make_api_key(rpm=1, tier="one"), make_api_key(rpm=1, tier="two")
+    assert api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=first).status_code == 200
+    assert api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=first).status_code == 429
+    assert api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY=second).status_code == 200
+
+
+def test_keys_are_stored_hashed(make_api_key):
+    raw = make_api_key()
+    stored = ApiKey.objects.get()
+    assert raw not in (stored.digest, stored.prefix)
+    assert len(stored.digest) == 64
+    assert raw.startswith(f"sk_{stored.prefix}_")
+
+
+def test_openapi_schema_and_docs(api):
+    schema = api.get("/api/v2/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v2/market/bars" in schema.content
+    assert api.get("/api/v2/docs/").status_code == 200
+
+
+def test_prometheus_metrics(api, make_instruments):
+    make_instruments(SPOT)
+    api.get(f"/api/v2/market/bars/{SPOT}")
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert b"signal_http_requests_total" in response.content
+
+
+def test_method_not_allowed_is_json(api):
+    assert_error(api.delete("/api/v2/health/live"), 405, "method_not_allowed")
