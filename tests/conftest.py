@@ -60,7 +60,9 @@ def make_api_key(db):
 
     def make(*, rpm: int = 1000, can_write: bool = True, tier: str | None = None) -> str:
         tier_name = tier or f"tier-{rpm}"
-        subscription = subscription_get_or_create(name=f"sub-{tier_name}", tier_name=tier_name, requests_per_minute=rpm)
+        subscription = subscription_get_or_create(
+            name=f"sub-{tier_name}", tier_name=tier_name, requests_per_minute=rpm
+        )
         _, raw = api_key_create(subscription=subscription, name="test", can_write=can_write)
         return raw
 

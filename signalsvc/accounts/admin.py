@@ -21,7 +21,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("active", "can_write", "subscription__tier")
     search_fields = ("prefix", "name")
     readonly_fields = ("prefix", "created_at", "last_used_at")
-    fields = ("subscription", "name", "prefix", "active", "can_write", "expires_at", "created_at", "last_used_at")
+    fields = (
+        "subscription",
+        "name",
+        "prefix",
+        "active",
+        "can_write",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+    )
 
     def save_model(self, request, obj, form, change):
         if change:

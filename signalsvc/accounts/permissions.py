@@ -11,7 +11,9 @@ class ApiAccess(permissions.BasePermission):
         key = request.auth
         if getattr(view, "requires_write", False) and request.method not in permissions.SAFE_METHODS:
             if key is None:
-                raise exceptions.NotAuthenticated("an API key with write access is required (X-API-Key header)")
+                raise exceptions.NotAuthenticated(
+                    "an API key with write access is required (X-API-Key header)"
+                )
             if not key.can_write:
                 raise exceptions.PermissionDenied("this API key may not write market data")
             return True

@@ -33,7 +33,9 @@ def api_key_create(
     return key, raw
 
 
-def subscription_get_or_create(*, name: str, tier_name: str, requests_per_minute: int | None = None) -> Subscription:
+def subscription_get_or_create(
+    *, name: str, tier_name: str, requests_per_minute: int | None = None
+) -> Subscription:
     defaults = {} if requests_per_minute is None else {"requests_per_minute": requests_per_minute}
     tier, _ = Tier.objects.get_or_create(name=tier_name, defaults=defaults)
     subscription, _ = Subscription.objects.get_or_create(name=name, defaults={"tier": tier})

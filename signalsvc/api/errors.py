@@ -52,7 +52,8 @@ def exception_handler(exc, context):
         return Response(error_body("invalid_instrument_key", str(exc)), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, UnknownInstrument):
         return Response(
-            error_body("unknown_instrument", str(exc), {"instrument_key": exc.key}), status=status.HTTP_404_NOT_FOUND
+            error_body("unknown_instrument", str(exc), {"instrument_key": exc.key}),
+            status=status.HTTP_404_NOT_FOUND,
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -19,7 +19,9 @@ class BodySizeLimitMiddleware:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if length > limit:
             return JsonResponse(
-                error_body("payload_too_large", f"request body of {length} bytes exceeds the limit of {limit}"),
+                error_body(
+                    "payload_too_large", f"request body of {length} bytes exceeds the limit of {limit}"
+                ),
                 status=413,
             )
         return self.get_response(request)

@@ -14,7 +14,9 @@ def parse_time(name: str, text: str | None, *, required: bool = True) -> dt.date
     """ISO-8601 date or datetime; naive values are in the market time zone."""
     if text in (None, ""):
         if required:
-            raise ApiError(status_code=400, code="missing_parameter", message=f"{name} is required (ISO-8601)")
+            raise ApiError(
+                status_code=400, code="missing_parameter", message=f"{name} is required (ISO-8601)"
+            )
         return None
     try:
         value = dt.datetime.fromisoformat(text.replace(" ", "+") if "T" in text and " " in text else text)

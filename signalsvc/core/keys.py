@@ -145,7 +145,9 @@ class InstrumentSpec:
     active: bool = True
 
     @classmethod
-    def from_key(cls, key: str, *, lot_size: int = 1, tick_size: Decimal = Decimal("0.05"), active: bool = True):
+    def from_key(
+        cls, key: str, *, lot_size: int = 1, tick_size: Decimal = Decimal("0.05"), active: bool = True
+    ):
         parsed = parse_key(key)
         return cls(
             key=str(parsed),

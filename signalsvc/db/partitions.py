@@ -119,7 +119,9 @@ def partitions_upkeep(*, now: dt.datetime, ahead_days: int, retention_days: dict
     drop the expired ones."""
     report = {}
     for spec in registered():
-        partitions_ensure(table=spec.name, start=now - dt.timedelta(days=1), end=now + dt.timedelta(days=ahead_days))
+        partitions_ensure(
+            table=spec.name, start=now - dt.timedelta(days=1), end=now + dt.timedelta(days=ahead_days)
+        )
         report[spec.name] = partitions_drop_expired(
             table=spec.name, retention_days=retention_days[spec.name], now=now
         )

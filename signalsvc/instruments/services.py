@@ -7,7 +7,17 @@ from collections.abc import Iterable
 from signalsvc.core.keys import InstrumentSpec
 from signalsvc.instruments.models import Instrument
 
-_FIELDS = ["exchange", "symbol", "product", "expiry", "option_type", "strike", "lot_size", "tick_size", "active"]
+_FIELDS = [
+    "exchange",
+    "symbol",
+    "product",
+    "expiry",
+    "option_type",
+    "strike",
+    "lot_size",
+    "tick_size",
+    "active",
+]
 
 
 def instruments_upsert(*, specs: Iterable[InstrumentSpec]) -> int:
@@ -19,7 +29,11 @@ def instruments_upsert(*, specs: Iterable[InstrumentSpec]) -> int:
     if not rows:
         return 0
     Instrument.objects.bulk_create(
-        rows, batch_size=2000, update_conflicts=True, unique_fields=["key"], update_fields=[*_FIELDS, "updated_at"]
+        rows,
+        batch_size=2000,
+        update_conflicts=True,
+        unique_fields=["key"],
+        update_fields=[*_FIELDS, "updated_at"],
     )
     from signalsvc.instruments import selectors
 

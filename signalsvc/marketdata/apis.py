@@ -15,7 +15,15 @@ from signalsvc.marketdata.validation import validate_bars
 
 def bar_json(row) -> dict:
     ts, o, h, low, c, volume, oi = row
-    return {"timestamp": ts.isoformat(), "open": o, "high": h, "low": low, "close": c, "volume": volume, "oi": oi}
+    return {
+        "timestamp": ts.isoformat(),
+        "open": o,
+        "high": h,
+        "low": low,
+        "close": c,
+        "volume": volume,
+        "oi": oi,
+    }
 
 
 class BarsIngestApi(APIView):
@@ -46,14 +54,17 @@ class BarsIngestApi(APIView):
         drafts, problems = validate_bars(payload, market_tz=settings.MARKET_TIMEZONE)
         if problems:
             raise ApiError(
-                status_code=400, code="invalid_input", message="some bars are invalid; nothing was written",
+                status_code=400,
+                code="invalid_input",
+                message="some bars are invalid; nothing was written",
                 details={"rows": problems},
             )
         ids = instrument_ids(keys={d.key for d in drafts})
         unknown = sorted({d.key for d in drafts} - set(ids))
         if unknown:
             raise ApiError(
-                status_code=404, code="unknown_instrument",
+                status_code=404,
+                code="unknown_instrument",
                 message=f"{len(unknown)} unknown instrument key(s); nothing was written",
                 details={"unknown_keys": unknown[:50]},
             )
@@ -66,14 +77,18 @@ class BarsReadApi(APIView):
     @extend_schema(
         summary="1-minute bars as stored",
         parameters=[
-            OpenApiParameter("start_time", str, description="ISO-8601; naive = Asia/Kolkata; default end - 1 day"),
+            OpenApiParameter(
+                "start_time", str, description="ISO-8601; naive = Asia/Kolkata; default end - 1 day"
+            ),
             OpenApiParameter("end_time", str, description="ISO-8601; default now"),
         ],
         responses={200: dict},
     )
     def get(self, request, key: str):
         instrument = instrument_get(key=key)
-        end = parse_time("end_time", request.query_params.get("end_time"), required=False) or dt.datetime.now(dt.UTC)
+        end = parse_time("end_time", request.query_params.get("end_time"), required=False) or dt.datetime.now(
+            dt.UTC
+        )
         start = parse_time("start_time", request.query_params.get("start_time"), required=False) or (
             end - dt.timedelta(days=1)
         )
@@ -81,7 +96,8 @@ class BarsReadApi(APIView):
             raise ApiError(status_code=400, code="invalid_range", message="end_time must be after start_time")
         if end - start > dt.timedelta(days=settings.API_HISTORICAL_MAX_DAYS):
             raise ApiError(
-                status_code=400, code="range_too_large",
+                status_code=400,
+                code="range_too_large",
                 message=f"the range may span at most {settings.API_HISTORICAL_MAX_DAYS} days",
             )
         rows = selectors.bars_between(instrument_id=instrument.id, start=start, end=end)

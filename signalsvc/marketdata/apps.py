@@ -9,5 +9,7 @@ class MarketdataConfig(AppConfig):
         from signalsvc.db import partitions
 
         partitions.register(
-            partitions.PartitionedTable("market_bar_1m", granularity="month", retention_setting="BARS_RETENTION_DAYS")
+            partitions.PartitionedTable(
+                "market_bar_1m", granularity="month", retention_setting="BARS_RETENTION_DAYS"
+            )
         )

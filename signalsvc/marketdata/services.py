@@ -92,7 +92,9 @@ def ticks_merge(*, ticks: Sequence[TickIn]) -> int:
             """,
             [ids, stamps],
         )
-        merged_upto = {(i, ts.astimezone(UTC)): (seq if seq is not None else -1) for i, ts, seq in cur.fetchall()}
+        merged_upto = {
+            (i, ts.astimezone(UTC)): (seq if seq is not None else -1) for i, ts, seq in cur.fetchall()
+        }
 
     # Aggregate the new ticks per bar in stream order.
     pieces: dict[tuple[int, dt.datetime], list] = {}
@@ -115,7 +117,18 @@ def ticks_merge(*, ticks: Sequence[TickIn]) -> int:
     now = dt.datetime.now(UTC)
     return copy_upsert(
         table=TABLE,
-        columns=["instrument_id", "ts", "open", "high", "low", "close", "volume", "oi", "source_seq", "updated_at"],
+        columns=[
+            "instrument_id",
+            "ts",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "oi",
+            "source_seq",
+            "updated_at",
+        ],
         rows=((i, ts, *piece, now) for (i, ts), piece in pieces.items()),
         conflict=["instrument_id", "ts"],
         # The bar keeps its first open; the new ticks extend it.

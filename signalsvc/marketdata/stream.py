@@ -99,9 +99,16 @@ def parse_entry(fields: dict) -> ParsedTick:
     )
 
 
-def tick_fields(*, key: str, ts: dt.datetime, ltp: float, volume: float = 0.0, oi=None, bid=None, ask=None) -> dict:
+def tick_fields(
+    *, key: str, ts: dt.datetime, ltp: float, volume: float = 0.0, oi=None, bid=None, ask=None
+) -> dict:
     """The stream entry for one tick (what publishers XADD)."""
-    fields = {"key": key, "ts": str(int(ts.timestamp() * 1000)), "ltp": repr(float(ltp)), "volume": repr(float(volume))}
+    fields = {
+        "key": key,
+        "ts": str(int(ts.timestamp() * 1000)),
+        "ltp": repr(float(ltp)),
+        "volume": repr(float(volume)),
+    }
     for name, value in (("oi", oi), ("bid", bid), ("ask", ask)):
         if value is not None:
             fields[name] = repr(float(value))
@@ -123,7 +130,9 @@ def publish(client: redis.Redis, entries: Iterable[dict], *, maxlen: int | None 
 class StreamConsumer:
     """Reads the stream with a consumer group and commits ticks into 1-minute bars."""
 
-    def __init__(self, *, client: redis.Redis | None = None, name: str | None = None, batch: int | None = None):
+    def __init__(
+        self, *, client: redis.Redis | None = None, name: str | None = None, batch: int | None = None
+    ):
         self.client = client or redis_client()
         self.stream = settings.MARKET_DATA_STREAM
         self.group = settings.MARKET_DATA_GROUP
@@ -181,7 +190,9 @@ class StreamConsumer:
         return total
 
     def read_new(self, *, block_ms: int) -> int:
-        reply = self.client.xreadgroup(self.group, self.name, {self.stream: ">"}, count=self.batch, block=block_ms)
+        reply = self.client.xreadgroup(
+            self.group, self.name, {self.stream: ">"}, count=self.batch, block=block_ms
+        )
         entries = reply[0][1] if reply else []
         return self.process(entries) if entries else 0
 
@@ -193,7 +204,12 @@ class StreamConsumer:
         start = "0-0"
         while not self.stopping:
             next_start, entries, *_ = self.client.xautoclaim(
-                self.stream, self.group, self.name, min_idle_time=self.claim_idle_ms, start_id=start, count=self.batch
+                self.stream,
+                self.group,
+                self.name,
+                min_idle_time=self.claim_idle_ms,
+                start_id=start,
+                count=self.batch,
             )
             entries = [e for e in entries if e and e[1] is not None]
             if entries:
@@ -240,6 +256,8 @@ class StreamConsumer:
                     approximate=True,
                 )
             pipe.execute()
-            log.warning("ingest: %d unusable entries moved to %s", len(dead), settings.MARKET_DATA_DEAD_LETTER_STREAM)
+            log.warning(
+                "ingest: %d unusable entries moved to %s", len(dead), settings.MARKET_DATA_DEAD_LETTER_STREAM
+            )
         self.client.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         return len(entries)

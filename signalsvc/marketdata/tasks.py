@@ -8,7 +8,9 @@ from signalsvc.db import partitions
 
 def run_partitions_upkeep(*, now: dt.datetime) -> dict:
     retention = {spec.name: getattr(settings, spec.retention_setting) for spec in partitions.registered()}
-    return partitions.partitions_upkeep(now=now, ahead_days=settings.PARTITIONS_AHEAD_DAYS, retention_days=retention)
+    return partitions.partitions_upkeep(
+        now=now, ahead_days=settings.PARTITIONS_AHEAD_DAYS, retention_days=retention
+    )
 
 
 @shared_task(name="signalsvc.marketdata.tasks.partitions_upkeep", acks_late=True, ignore_result=True)

@@ -20,7 +20,9 @@ class LiveApi(_OpenView):
 
 
 class ReadyApi(_OpenView):
-    @extend_schema(summary="Readiness: PostgreSQL, Redis and the broker answer", responses={200: dict, 503: dict})
+    @extend_schema(
+        summary="Readiness: PostgreSQL, Redis and the broker answer", responses={200: dict, 503: dict}
+    )
     def get(self, request):
         report = readiness()
         return Response(

@@ -32,7 +32,9 @@ def redis_client() -> redis.Redis:
     return _client
 
 
-def api_request_record(*, api_key: str, endpoint: str, method: str, status: int, seconds: float, now: dt.datetime):
+def api_request_record(
+    *, api_key: str, endpoint: str, method: str, status: int, seconds: float, now: dt.datetime
+):
     """One pipelined Redis round trip per request: a counter hash and a latency list per
     (minute, key, endpoint, method). Metrics must never fail a request, so Redis errors are logged."""
     minute = now.replace(second=0, microsecond=0).isoformat()
@@ -66,7 +68,7 @@ def api_metrics_flush(*, now: dt.datetime, include_current: bool = False) -> int
             continue
         counts = client.hgetall(_PREFIX + "c:" + ident)
         latencies = np.array([float(x) for x in client.lrange(_PREFIX + "l:" + ident, 0, -1)])
-        p50, p95, p99 = (np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None))
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99]) if latencies.size else (None, None, None)
         ApiMetric.objects.update_or_create(
             minute=dt.datetime.fromisoformat(minute),
             api_key=api_key,

@@ -19,7 +19,9 @@ class ApiMetric(models.Model):
     class Meta:
         db_table = "signal_api_metrics"
         constraints = [
-            models.UniqueConstraint(fields=["minute", "api_key", "endpoint", "method"], name="api_metric_unique")
+            models.UniqueConstraint(
+                fields=["minute", "api_key", "endpoint", "method"], name="api_metric_unique"
+            )
         ]
         indexes = [models.Index(fields=["api_key", "minute"], name="api_metric_key_minute")]
         ordering = ["-minute"]

@@ -4,7 +4,9 @@ from signalsvc.settings.env import IS_PRODUCTION, env, required_in_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
-SECRET_KEY = required_in_production("DJANGO_SECRET_KEY", dev_default="dev-only-insecure-key-not-for-production")
+SECRET_KEY = required_in_production(
+    "DJANGO_SECRET_KEY", dev_default="dev-only-insecure-key-not-for-production"
+)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
@@ -70,7 +72,9 @@ DATABASES = {
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
-DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default="test_signal_service")
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
+    "TEST_DATABASE_NAME", default="test_signal_service"
+)
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -115,7 +119,9 @@ BARS_RETENTION_DAYS = env.int("BARS_RETENTION_DAYS", default=730)
 PARTITIONS_AHEAD_DAYS = env.int("PARTITIONS_AHEAD_DAYS", default=7)
 INSTRUMENT_SERVICE_URL = env.str("INSTRUMENT_SERVICE_URL", default="")
 INSTRUMENT_SERVICE_TIMEOUT = env.float("INSTRUMENT_SERVICE_TIMEOUT", default=5.0)
-SIMULATOR_TRUTH_FILE = env.str("SIMULATOR_TRUTH_FILE", default=str(BASE_DIR / ".run" / "demo-market-truth.json"))
+SIMULATOR_TRUTH_FILE = env.str(
+    "SIMULATOR_TRUTH_FILE", default=str(BASE_DIR / ".run" / "demo-market-truth.json")
+)
 
 # --- Greeks -------------------------------------------------------------------------------------
 GREEKS_MODEL = env.str("GREEKS_MODEL", default="black76")

@@ -11,8 +11,20 @@ from signalsvc.core.keys import KEY_GRAMMAR, InvalidKey, build_key, parse_key
     [
         ("NSE@NIFTY@equity_spot", "equity_spot", None, None, None),
         ("NSE@NIFTY@equity_futures@2025-07-31", "equity_futures", dt.date(2025, 7, 31), None, None),
-        ("NSE@NIFTY@equity_options@2025-07-10@call@21500", "equity_options", dt.date(2025, 7, 10), "call", Decimal(21500)),
-        ("NSE@M&M@equity_options@2025-07-31@put@2912.5", "equity_options", dt.date(2025, 7, 31), "put", Decimal("2912.5")),
+        (
+            "NSE@NIFTY@equity_options@2025-07-10@call@21500",
+            "equity_options",
+            dt.date(2025, 7, 10),
+            "call",
+            Decimal(21500),
+        ),
+        (
+            "NSE@M&M@equity_options@2025-07-31@put@2912.5",
+            "equity_options",
+            dt.date(2025, 7, 31),
+            "put",
+            Decimal("2912.5"),
+        ),
     ],
 )
 def test_parse_valid_keys(text, product, expiry, option_type, strike):

@@ -4,32 +4,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Instrument',
+            name="Instrument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=128, unique=True)),
-                ('exchange', models.CharField(max_length=16)),
-                ('symbol', models.CharField(max_length=32)),
-                ('product', models.CharField(choices=[('equity_spot', 'equity_spot'), ('equity_futures', 'equity_futures'), ('equity_options', 'equity_options')], max_length=32)),
-                ('expiry', models.DateField(blank=True, null=True)),
-                ('option_type', models.CharField(blank=True, choices=[('call', 'call'), ('put', 'put')], max_length=4, null=True)),
-                ('strike', models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
-                ('lot_size', models.PositiveIntegerField(default=1)),
-                ('tick_size', models.DecimalField(decimal_places=4, default='0.05', max_digits=10)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=128, unique=True)),
+                ("exchange", models.CharField(max_length=16)),
+                ("symbol", models.CharField(max_length=32)),
+                (
+                    "product",
+                    models.CharField(
+                        choices=[
+                            ("equity_spot", "equity_spot"),
+                            ("equity_futures", "equity_futures"),
+                            ("equity_options", "equity_options"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("expiry", models.DateField(blank=True, null=True)),
+                (
+                    "option_type",
+                    models.CharField(
+                        blank=True, choices=[("call", "call"), ("put", "put")], max_length=4, null=True
+                    ),
+                ),
+                ("strike", models.DecimalField(blank=True, decimal_places=4, max_digits=14, null=True)),
+                ("lot_size", models.PositiveIntegerField(default=1)),
+                ("tick_size", models.DecimalField(decimal_places=4, default="0.05", max_digits=10)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['exchange', 'symbol', 'product', 'expiry'], name='instr_chain_idx')],
+                "indexes": [
+                    models.Index(fields=["exchange", "symbol", "product", "expiry"], name="instr_chain_idx")
+                ],
             },
         ),
     ]

@@ -4,34 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ApiMetric',
+            name="ApiMetric",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('api_key', models.CharField(help_text="key prefix, or 'anonymous'", max_length=32)),
-                ('endpoint', models.CharField(help_text='route pattern, e.g. api/v2/market/bars/<key>', max_length=200)),
-                ('method', models.CharField(max_length=8)),
-                ('count', models.PositiveIntegerField(default=0)),
-                ('errors', models.PositiveIntegerField(default=0, help_text='responses with status >= 400')),
-                ('server_errors', models.PositiveIntegerField(default=0, help_text='responses with status >= 500')),
-                ('latency_p50_ms', models.FloatField(null=True)),
-                ('latency_p95_ms', models.FloatField(null=True)),
-                ('latency_p99_ms', models.FloatField(null=True)),
-                ('latency_max_ms', models.FloatField(null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                ("api_key", models.CharField(help_text="key prefix, or 'anonymous'", max_length=32)),
+                (
+                    "endpoint",
+                    models.CharField(
+                        help_text="route pattern, e.g. api/v2/market/bars/<key>", max_length=200
+                    ),
+                ),
+                ("method", models.CharField(max_length=8)),
+                ("count", models.PositiveIntegerField(default=0)),
+                ("errors", models.PositiveIntegerField(default=0, help_text="responses with status >= 400")),
+                (
+                    "server_errors",
+                    models.PositiveIntegerField(default=0, help_text="responses with status >= 500"),
+                ),
+                ("latency_p50_ms", models.FloatField(null=True)),
+                ("latency_p95_ms", models.FloatField(null=True)),
+                ("latency_p99_ms", models.FloatField(null=True)),
+                ("latency_max_ms", models.FloatField(null=True)),
             ],
             options={
-                'db_table': 'signal_api_metrics',
-                'ordering': ['-minute'],
-                'indexes': [models.Index(fields=['api_key', 'minute'], name='api_metric_key_minute')],
-                'constraints': [models.UniqueConstraint(fields=('minute', 'api_key', 'endpoint', 'method'), name='api_metric_unique')],
+                "db_table": "signal_api_metrics",
+                "ordering": ["-minute"],
+                "indexes": [models.Index(fields=["api_key", "minute"], name="api_metric_key_minute")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("minute", "api_key", "endpoint", "method"), name="api_metric_unique"
+                    )
+                ],
             },
         ),
     ]

@@ -51,7 +51,9 @@ def test_valid_key_reads_when_anonymous_is_off(api, make_instruments, make_api_k
 
 def test_wrong_key_is_401(api, make_instruments):
     make_instruments(SPOT)
-    assert_error(api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY="sk_nope_nope"), 401, "authentication_failed")
+    assert_error(
+        api.get(f"/api/v2/market/bars/{SPOT}", HTTP_X_API_KEY="sk_nope_nope"), 401, "authentication_failed"
+    )
 
 
 def test_inactive_key_is_401(api, make_instruments, make_api_key):
@@ -63,7 +65,9 @@ def test_inactive_key_is_401(api, make_instruments, make_api_key):
 
 def test_key_without_write_access_cannot_post_bars(api, make_api_key):
     raw = make_api_key(can_write=False)
-    assert_error(api.post("/api/v2/market/bars", [], format="json", HTTP_X_API_KEY=raw), 403, "permission_denied")
+    assert_error(
+        api.post("/api/v2/market/bars", [], format="json", HTTP_X_API_KEY=raw), 403, "permission_denied"
+    )
 
 
 def test_over_limit_client_gets_429_with_retry_after(api, make_instruments, make_api_key):

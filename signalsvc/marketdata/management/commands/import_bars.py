@@ -26,7 +26,9 @@ class Command(BaseCommand):
                 rows = list(csv.DictReader(handle))
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc}") from exc
-        drafts, problems = validate_bars(rows, market_tz=settings.MARKET_TIMEZONE, from_text=True, first_row=2)
+        drafts, problems = validate_bars(
+            rows, market_tz=settings.MARKET_TIMEZONE, from_text=True, first_row=2
+        )
         if problems:
             lines = [f"row {p['index']}: {'; '.join(p['errors'])}" for p in problems]
             raise CommandError("nothing imported:\n" + "\n".join(lines))

@@ -1,0 +1,67 @@
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+from django.test import override_settings
+
+from signalsvc.ops.metrics import api_metrics_flush
+from signalsvc.ops.models import ApiMetric
+from tests.conftest import subprocess_env
+
+pytestmark = pytest.mark.django_db
+
+
+def test_live(api):
+    assert api.get("/api/v2/health/live").json() == {"status": "alive"}
+
+
+def test_ready_when_every_dependency_answers(api):
+    body = api.get("/api/v2/health/ready").json()
+    assert body["status"] == "ready"
+    assert {name: check["ok"] for name, check in body["checks"].items()} == {
+        "postgres": True,
+        "redis": True,
+        "broker": True,
+    }
+
+
+def test_not_ready_when_the_broker_is_down(api):
+    with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0"):
+        response = api.get("/api/v2/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+
+
+def test_not_ready_when_redis_is_down(api):
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        response = api.get("/api/v2/health/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["redis"]["ok"] is False
+
+
+def test_requests_are_aggregated_per_key_endpoint_and_minute(api, make_instruments, make_api_key):
+    make_instruments("NSE@NIFTY@equity_spot")
+    raw = make_api_key()
+    for _ in range(3):
+        api.get("/api/v2/market/bars/NSE@NIFTY@equity_spot", HTTP_X_API_KEY=raw)
+    api.get("/api/v2/market/bars/NSE@NIFTY@nope", HTTP_X_API_KEY=raw)
+    api_metrics_flush(now=dt.datetime.now(dt.UTC), include_current=True)
+    row = ApiMetric.objects.get(endpoint="api/v2/market/bars/<str:key>")
+    assert (row.count, row.errors, row.method, row.api_key) == (4, 1, "GET", raw.split("_")[1])
+    assert row.latency_p50_ms > 0
+    assert row.latency_p95_ms >= row.latency_p50_ms
+
+
+def test_production_refuses_to_start_without_its_required_settings():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=subprocess_env(
+            DJANGO_ENV="production", DJANGO_SECRET_KEY="", DJANGO_SETTINGS_MODULE="signalsvc.settings"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
