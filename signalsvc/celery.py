@@ -9,6 +9,7 @@ import os
 import zlib
 
 from celery import Celery
+from celery.schedules import crontab
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
@@ -51,6 +52,11 @@ app.conf.beat_schedule = {
         "task": "signalsvc.marketdata.tasks.partitions_upkeep",
         "schedule": 3600.0,
         "options": {"expires": 3000, "queue": QUEUE_DEFAULT},
+    },
+    "greeks-chains": {
+        "task": "greeks.tasks.schedule_chains",
+        "schedule": crontab(),  # every minute
+        "options": {"expires": 50, "queue": QUEUE_DEFAULT},
     },
     "api-metrics-flush": {
         "task": "signalsvc.ops.tasks.api_metrics_flush",

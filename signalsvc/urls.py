@@ -10,6 +10,7 @@ api_v2 = [
     path("health/ready", ops_apis.ReadyApi.as_view(), name="health-ready"),
     path("market/bars", market_apis.BarsIngestApi.as_view(), name="market-bars"),
     path("market/bars/<str:key>", market_apis.BarsReadApi.as_view(), name="market-bars-read"),
+    path("signals/", include("greeks.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -18,11 +18,20 @@ class UnknownInstrument(LookupError):
 
 def instrument_get(*, key: str) -> Instrument:
     """The registry row for ``key``; raises InvalidKey (400) or UnknownInstrument (404)."""
-    parsed = parse_key(key)
+    canonical = str(parse_key(key))
     try:
-        return Instrument.objects.get(key=str(parsed))
+        return Instrument.objects.get(key=canonical)
     except Instrument.DoesNotExist:
-        raise UnknownInstrument(key) from None
+        pass
+    # Not registered here: the instrument service (when configured) may know it.
+    from signalsvc.instruments.remote import remote_instrument
+    from signalsvc.instruments.services import instruments_upsert
+
+    spec = remote_instrument(canonical)
+    if spec is None or spec.key != canonical:
+        raise UnknownInstrument(key)
+    instruments_upsert(specs=[spec])
+    return Instrument.objects.get(key=canonical)
 
 
 _ids: dict[str, int] = {}

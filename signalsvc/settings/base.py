@@ -27,18 +27,21 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally: the docs work without internet access
     "channels",
     "django_celery_beat",
     "signalsvc.instruments",
     "signalsvc.marketdata",
     "signalsvc.accounts",
     "signalsvc.ops",
+    "greeks",
 ]
 
 MIDDLEWARE = [
     "signalsvc.ops.middleware.RequestMetricsMiddleware",
     "signalsvc.api.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +130,9 @@ SIMULATOR_TRUTH_FILE = env.str(
 GREEKS_MODEL = env.str("GREEKS_MODEL", default="black76")
 RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.065)
 DIVIDEND_YIELD = env.float("DIVIDEND_YIELD", default=0.0)
+GREEKS_RETENTION_DAYS = env.int("GREEKS_RETENTION_DAYS", default=90)
+# Up to this many rows per call of the stateless calculator.
+GREEKS_CALCULATOR_MAX_ROWS = env.int("GREEKS_CALCULATOR_MAX_ROWS", default=10_000)
 
 # --- API ----------------------------------------------------------------------------------------
 API_V2_BATCH_SIZE = env.int("API_V2_BATCH_SIZE", default=100)
@@ -151,6 +157,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Implied volatility, Greeks, moneyness, timeframes and indicators for NSE options.",
     "VERSION": "2.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
 }
