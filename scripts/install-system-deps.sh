@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Install the system binaries the deploy tests need (docker-compose for `config`, nginx for `nginx -t`).
+#
+# Idempotent and quiet when everything is present. Run as root (make test / make run call it) on
+# Debian 12. `apt-get update` is only run when an install from the current package lists fails,
+# so a machine that already has the binaries never touches the network.
+#
+# nginx is only used for `nginx -t`: the Debian package's postinst would start the service, so a
+# policy-rc.d that forbids service starts is in place for the duration of the install.
+set -euo pipefail
+
+missing=()
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-system-deps: missing ${missing[*]}; run this script as root" >&2
+    exit 1
+fi
+
+echo "install-system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+
+# Forbid invoke-rc.d from starting services while we install (exit 101 = action not allowed).
+policy=/usr/sbin/policy-rc.d
+policy_created=0
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    policy_created=1
+fi
+cleanup() {
+    if [ "$policy_created" -eq 1 ]; then
+        rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+
+apt_install() {
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/install-system-deps.log 2>&1
+}
+
+if ! apt_install; then
+    apt-get update -q >/tmp/install-system-deps.update.log 2>&1
+    if ! apt_install; then
+        cat /tmp/install-system-deps.log >&2
+        echo "install-system-deps: apt-get install ${missing[*]} failed" >&2
+        exit 1
+    fi
+fi
+
+# The package enables nginx at boot under systemd; this nginx is ours (it was missing) and is
+# only ever used for `nginx -t`, so keep it stopped and disabled. Without systemd this is a no-op.
+case " ${missing[*]} " in
+*" nginx "*)
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now nginx >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
+
+for bin in docker-compose nginx; do
+    if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
+        echo "install-system-deps: $bin still missing after install" >&2
+        exit 1
+    fi
+done
