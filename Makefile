@@ -28,7 +28,7 @@ run: db
 	@mkdir -p .run
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :5555)"
-	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true WEB_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
 
 test: venv services
 	@scripts/install-system-deps.sh

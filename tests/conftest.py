@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 import redis as redis_lib
 from django.conf import settings
-from rest_framework.test import APIClient
 
 from signalsvc.core.keys import InstrumentSpec
 
@@ -38,6 +37,8 @@ def _clean_redis_and_caches(request):
 
 @pytest.fixture
 def api():
+    from rest_framework.test import APIClient
+
     return APIClient()
 
 

@@ -28,15 +28,18 @@ def start_ingest(name: str, claim_idle_ms: int) -> subprocess.Popen:
     )
 
 
-def wait_until_consumed(redis_client, total: int, timeout: float = 60) -> None:
+def group_state(redis_client) -> dict:
+    groups = redis_client.xinfo_groups(settings.MARKET_DATA_STREAM)
+    return next((g for g in groups if g["name"] == settings.MARKET_DATA_GROUP), {})
+
+
+def wait_until(what: str, check, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        groups = redis_client.xinfo_groups(settings.MARKET_DATA_STREAM)
-        group = next(g for g in groups if g["name"] == settings.MARKET_DATA_GROUP)
-        if group["pending"] == 0 and group.get("entries-read") == total:
+        if check():
             return
-        time.sleep(0.2)
-    raise AssertionError(f"stream not consumed in {timeout}s: {groups}")
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not within {timeout}s")
 
 
 @pytest.mark.parametrize(
@@ -58,7 +61,8 @@ def test_sigkill_during_publishing_loses_and_duplicates_nothing(redis_client, ma
     thread.start()
     first = start_ingest("ingest-a", claim_idle_ms=500)
     try:
-        time.sleep(4)
+        # Kill it in the middle of its work, not before it has started.
+        wait_until("first batches", lambda: (group_state(redis_client).get("entries-read") or 0) > 1000)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         time.sleep(1)
@@ -67,7 +71,15 @@ def test_sigkill_during_publishing_loses_and_duplicates_nothing(redis_client, ma
         stop.set()
         thread.join(10)
         total = redis_client.xlen(settings.MARKET_DATA_STREAM)
-        wait_until_consumed(redis_client, total)
+        if second.poll() is not None:
+            raise AssertionError(second.stderr.read().decode()[-3000:])
+        wait_until(
+            "stream consumed",
+            lambda: (
+                group_state(redis_client).get("entries-read") == total
+                and group_state(redis_client)["pending"] == 0
+            ),
+        )
     finally:
         stop.set()
         for process in (first, locals().get("second")):

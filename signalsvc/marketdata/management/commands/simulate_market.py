@@ -13,6 +13,7 @@ from signalsvc.instruments.selectors import instrument_ids
 from signalsvc.instruments.services import instruments_upsert
 from signalsvc.marketdata.services import BarIn, bars_upsert
 from signalsvc.marketdata.stream import publish, redis_client, tick_fields
+from signalsvc.simulator.config import MarketConfig
 from signalsvc.simulator.market import DemoMarket
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
 
         now = dt.datetime.now(dt.UTC)
-        market = DemoMarket(start=now, seed=seed)
+        config = MarketConfig(rate=settings.RISK_FREE_RATE, dividend_yield=settings.DIVIDEND_YIELD)
+        market = DemoMarket(start=now, seed=seed, config=config)
         listed = self.register(market)
         if backfill_minutes > 0:
             self.backfill(market, end=now, minutes=backfill_minutes)
@@ -60,7 +62,8 @@ class Command(BaseCommand):
         while not stopping["flag"]:
             if duration is not None and time.monotonic() - started >= duration:
                 break
-            ticks = market.step(dt.datetime.now(dt.UTC))
+            # max(): a wall clock stepped backwards must not stop the market.
+            ticks = market.step(max(dt.datetime.now(dt.UTC), market.now))
             if market.listing_version != version:
                 version = market.listing_version
                 self.register(market)
