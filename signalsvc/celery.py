@@ -58,6 +58,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(),  # every minute
         "options": {"expires": 50, "queue": QUEUE_DEFAULT},
     },
+    "timeframes-rollups": {
+        "task": "timeframes.tasks.refresh_rollups",
+        "schedule": crontab(),  # every minute
+        "options": {"expires": 50, "queue": QUEUE_TIMEFRAMES},
+    },
     "api-metrics-flush": {
         "task": "signalsvc.ops.tasks.api_metrics_flush",
         "schedule": 30.0,

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "signalsvc.accounts",
     "signalsvc.ops",
     "greeks",
+    "timeframes",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TimeframesConfig(AppConfig):
+    name = "timeframes"
+    label = "timeframes"
