@@ -22,7 +22,9 @@ MONEYNESS_HINT = (
 def option_instrument(key: str):
     instrument = instrument_get(key=key)
     if instrument.product != "equity_options":
-        raise ApiError(status_code=400, code="not_an_option", message=f"{key} is not an option key; {MONEYNESS_HINT}")
+        raise ApiError(
+            status_code=400, code="not_an_option", message=f"{key} is not an option key; {MONEYNESS_HINT}"
+        )
     return instrument
 
 
@@ -70,7 +72,9 @@ class BatchGreeksApi(APIView):
             )
         if len(keys) > settings.API_V2_BATCH_SIZE:
             raise ApiError(
-                status_code=400, code="batch_too_large", message=f"at most {settings.API_V2_BATCH_SIZE} keys per batch"
+                status_code=400,
+                code="batch_too_large",
+                message=f"at most {settings.API_V2_BATCH_SIZE} keys per batch",
             )
         results, errors = {}, {}
         for key in dict.fromkeys(keys):
@@ -82,7 +86,9 @@ class BatchGreeksApi(APIView):
                 errors[key] = {"code": "unknown_instrument", "message": str(exc)}
             except ApiError as exc:
                 errors[key] = {"code": exc.error_code, "message": exc.message}
-        return Response({"results": results, "errors": errors, "requested": len(keys), "succeeded": len(results)})
+        return Response(
+            {"results": results, "errors": errors, "requested": len(keys), "succeeded": len(results)}
+        )
 
 
 class CalculatorApi(APIView):

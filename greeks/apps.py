@@ -9,5 +9,7 @@ class GreeksConfig(AppConfig):
         from signalsvc.db import partitions
 
         partitions.register(
-            partitions.PartitionedTable("greeks_option_1m", granularity="day", retention_setting="GREEKS_RETENTION_DAYS")
+            partitions.PartitionedTable(
+                "greeks_option_1m", granularity="day", retention_setting="GREEKS_RETENTION_DAYS"
+            )
         )

@@ -84,7 +84,9 @@ def _parse_row(row, now: dt.datetime) -> tuple[tuple | None, list[str]]:
 
 def calculate(payload, *, max_rows: int, now: dt.datetime | None = None) -> dict:
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list) or not payload["rows"]:
-        raise ApiError(status_code=400, code="invalid_input", message='body must be {"model": ..., "rows": [...]}')
+        raise ApiError(
+            status_code=400, code="invalid_input", message='body must be {"model": ..., "rows": [...]}'
+        )
     model = payload.get("model", "black_scholes")
     if model not in MODELS:
         raise ApiError(status_code=400, code="invalid_input", message=f"model must be one of {list(MODELS)}")
@@ -101,7 +103,10 @@ def calculate(payload, *, max_rows: int, now: dt.datetime | None = None) -> dict
             parsed.append(values)
     if problems:
         raise ApiError(
-            status_code=400, code="invalid_input", message="some rows are invalid", details={"rows": problems[:50]}
+            status_code=400,
+            code="invalid_input",
+            message="some rows are invalid",
+            details={"rows": problems[:50]},
         )
     option_type, s, k, t, r, q, sigma, price = (np.array(column) for column in zip(*parsed, strict=True))
     wants_iv = np.isfinite(price)

@@ -13,9 +13,13 @@ class OptionGreeks(models.Model):
     """
 
     pk = models.CompositePrimaryKey("instrument_id", "ts")
-    instrument = models.ForeignKey(Instrument, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    instrument = models.ForeignKey(
+        Instrument, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     ts = models.DateTimeField(help_text="minute, UTC")
-    underlying = models.ForeignKey(Instrument, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    underlying = models.ForeignKey(
+        Instrument, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
     expiry = models.DateField()
     strike = models.FloatField()
     option_type = models.CharField(max_length=4)

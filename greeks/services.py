@@ -108,7 +108,9 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
         np.array([_nan(t["ask"]) for t in option_ticks]),
         np.array([t["ltp"] for t in option_ticks]),
     )
-    seconds = np.array([(expiry_datetime(e) - ts).total_seconds() for e, ts in zip(expiries, source_ts, strict=True)])
+    seconds = np.array(
+        [(expiry_datetime(e) - ts).total_seconds() for e, ts in zip(expiries, source_ts, strict=True)]
+    )
     t = year_fraction(seconds)
     r, q, spot = settings.RISK_FREE_RATE, settings.DIVIDEND_YIELD, spot_tick["ltp"]
 
@@ -122,8 +124,14 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
         if future_tick is not None:
             value, source = future_tick["ltp"], "future"
         else:
-            calls = {k: p for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True) if c}
-            puts = {k: p for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True) if not c}
+            calls = {
+                k: p for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True) if c
+            }
+            puts = {
+                k: p
+                for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True)
+                if not c
+            }
             grid = np.array(sorted(set(calls) & set(puts)))
             value = parity_forward(
                 grid, np.array([calls[k] for k in grid]), np.array([puts[k] for k in grid]), t=t_expiry, r=r, spot=spot

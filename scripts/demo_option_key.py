@@ -7,7 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-path = Path(os.environ.get("SIMULATOR_TRUTH_FILE", Path(__file__).resolve().parent.parent / ".run/demo-market-truth.json"))
+path = Path(
+    os.environ.get(
+        "SIMULATOR_TRUTH_FILE", Path(__file__).resolve().parent.parent / ".run/demo-market-truth.json"
+    )
+)
 symbol = sys.argv[1] if len(sys.argv) > 1 else "NIFTY"
 option_type = sys.argv[2] if len(sys.argv) > 2 else "call"
 truth = json.loads(path.read_text())

@@ -43,7 +43,9 @@ def parity_forward(
         return float("nan")
     k = strikes[both]
     order = np.argsort(np.abs(k - spot), kind="stable")[:nearest]
-    forwards = k[order] + np.exp(r * t) * (np.asarray(call_prices)[both][order] - np.asarray(put_prices)[both][order])
+    forwards = k[order] + np.exp(r * t) * (
+        np.asarray(call_prices)[both][order] - np.asarray(put_prices)[both][order]
+    )
     return float(np.median(forwards))
 
 

@@ -51,14 +51,20 @@ class Migration(migrations.Migration):
                 (
                     "instrument",
                     models.ForeignKey(
-                        db_constraint=False, on_delete=models.DO_NOTHING, related_name="+", to="instruments.instrument"
+                        db_constraint=False,
+                        on_delete=models.DO_NOTHING,
+                        related_name="+",
+                        to="instruments.instrument",
                     ),
                 ),
                 ("ts", models.DateTimeField(help_text="minute, UTC")),
                 (
                     "underlying",
                     models.ForeignKey(
-                        db_constraint=False, on_delete=models.DO_NOTHING, related_name="+", to="instruments.instrument"
+                        db_constraint=False,
+                        on_delete=models.DO_NOTHING,
+                        related_name="+",
+                        to="instruments.instrument",
                     ),
                 ),
                 ("expiry", models.DateField()),

@@ -58,7 +58,13 @@ def topology(tmp_path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     started = time.monotonic()
-    yield {"url": f"http://127.0.0.1:{port}", "truth": truth, "started": started, "process": process, "log": log}
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "truth": truth,
+        "started": started,
+        "process": process,
+        "log": log,
+    }
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -79,7 +85,11 @@ def test_demo_topology_end_to_end(topology):
             return False
 
     wait_for("ready", ready, 90)
-    wait_for("index bars", lambda: bars_of("NSE@NIFTY@equity_spot") > 0, 120 - (time.monotonic() - topology["started"]))
+    wait_for(
+        "index bars",
+        lambda: bars_of("NSE@NIFTY@equity_spot") > 0,
+        120 - (time.monotonic() - topology["started"]),
+    )
     wait_for("option bars", lambda: bars_of("NSE@NIFTY@equity_options@%") > 0, 30)
 
     truth_path = topology["truth"]

@@ -20,7 +20,10 @@ def demo_market(db, redis_client):
         ticks += market.step(START + dt.timedelta(seconds=second))
     publish(
         redis_client,
-        (tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask) for t in ticks),
+        (
+            tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask)
+            for t in ticks
+        ),
     )
     consumer = StreamConsumer(client=redis_client, name="test", batch=5000)
     consumer.ensure_group()

@@ -44,7 +44,10 @@ def test_realtime_for_an_underlying_points_to_moneyness(api, computed):
 
 
 def test_realtime_unknown_and_malformed(api, db):
-    assert api.get("/api/v2/signals/realtime/greeks/NSE@NIFTY@equity_options@2030-01-01@call@1").status_code == 404
+    assert (
+        api.get("/api/v2/signals/realtime/greeks/NSE@NIFTY@equity_options@2030-01-01@call@1").status_code
+        == 404
+    )
     assert api.get("/api/v2/signals/realtime/greeks/NSE@NIFTY@options").status_code == 400
 
 

@@ -96,7 +96,9 @@ class Command(BaseCommand):
         history = market.history(end=end, minutes=minutes)
         ids = instrument_ids(keys={b.key for b in history})
         bars = [
-            BarIn(ids[b.key], b.ts, b.open, b.high, b.low, b.close, b.volume, b.oi) for b in history if b.key in ids
+            BarIn(ids[b.key], b.ts, b.open, b.high, b.low, b.close, b.volume, b.oi)
+            for b in history
+            if b.key in ids
         ]
         for start in range(0, len(bars), 50_000):
             bars_upsert(bars=bars[start : start + 50_000])
