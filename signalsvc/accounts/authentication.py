@@ -1,6 +1,7 @@
 from rest_framework import authentication, exceptions
 
 from signalsvc.accounts.selectors import api_key_for
+from signalsvc.accounts.services import api_key_touch
 
 HEADER = "HTTP_X_API_KEY"
 
@@ -15,6 +16,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = api_key_for(raw_key=raw)
         if key is None:
             raise exceptions.AuthenticationFailed("invalid, inactive or expired API key")
+        api_key_touch(key=key)
         return (None, key)
 
     def authenticate_header(self, request) -> str:

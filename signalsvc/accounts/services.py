@@ -40,3 +40,11 @@ def subscription_get_or_create(
     tier, _ = Tier.objects.get_or_create(name=tier_name, defaults=defaults)
     subscription, _ = Subscription.objects.get_or_create(name=name, defaults={"tier": tier})
     return subscription
+
+
+def api_key_touch(*, key: ApiKey, now: dt.datetime | None = None) -> None:
+    """Record use, at most once a minute per key: a write per request would cost more than the request."""
+    now = now or dt.datetime.now(dt.UTC)
+    if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
