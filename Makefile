@@ -38,6 +38,10 @@ test: venv services
 $(BENCH_VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/bench.txt
 	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements/bench.txt
+	# vollib's lets_be_rational 1.1.2 overwrites the py_lets_be_rational that py_vollib_vectorized
+	# compiles with numba; put the pair back as the baseline needs it (pins cannot express this).
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check --force-reinstall --no-deps \
+		lets_be_rational==1.1.2 py_lets_be_rational==1.0.1
 	@touch $@
 
 bench: $(BENCH_VENV)/.installed services

@@ -7,9 +7,11 @@ plus the chunking/threading helper that runs a kernel over a long array.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +35,8 @@ CHUNK = 16_384
 # Arrays shorter than this are never split across threads: the thread hand-off would cost more
 # than it saves.
 PARALLEL_MIN = 262_144
+# Auto mode never uses more threads than this: beyond it memory bandwidth, not CPUs, is the limit.
+MAX_AUTO_THREADS = 8
 
 
 def check_model(model: str) -> bool:
@@ -227,6 +231,20 @@ def take(value: Operand, index: npt.NDArray[np.intp]) -> Operand:
     return value if isinstance(value, float) else value.take(index)
 
 
+def collapse_constant(value: Operand) -> Operand:
+    """A chunk whose elements are all equal (one expiry, one rate) as a Python float.
+
+    The kernels then compute exp/sqrt of it once instead of per option. The O(1) first/last test
+    rejects varying chunks almost for free; NaN never compares equal, so it is never collapsed.
+    """
+    if isinstance(value, float) or value.shape[0] == 0:
+        return value
+    first = value[0]
+    if first != value[-1] or not (value.min() == first and value.max() == first):
+        return value
+    return float(first)
+
+
 def chunk_of(value: Operand, lo: int, hi: int) -> Operand:
     return value if isinstance(value, float) else value[lo:hi]
 
@@ -234,9 +252,9 @@ def chunk_of(value: Operand, lo: int, hi: int) -> Operand:
 def thread_count(n: int, threads: int | None) -> int:
     """Number of threads to use for ``n`` elements.
 
-    ``threads=None`` (auto) uses every CPU this process may run on, but only for arrays of at least
-    ``PARALLEL_MIN`` elements; an explicit integer is honoured (capped so each thread gets at
-    least one chunk).
+    ``threads=None`` (auto) uses every CPU this process may run on (at most ``MAX_AUTO_THREADS``),
+    but only for arrays of at least ``PARALLEL_MIN`` elements; an explicit integer is honoured
+    (capped so each thread gets at least one chunk).
     """
     if threads is None:
         if n < PARALLEL_MIN:
@@ -245,54 +263,69 @@ def thread_count(n: int, threads: int | None) -> int:
             threads = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - non-Linux
             threads = os.cpu_count() or 1
+        threads = min(threads, MAX_AUTO_THREADS)
     if threads < 1:
         raise ValueError(f"threads must be >= 1 or None, got {threads}")
     return max(1, min(threads, -(-n // CHUNK)))
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
+class _SharedPool:
+    """One lazily created, process-wide thread pool, grown on demand and reset after fork.
+
+    A forked child (e.g. a prefork Celery worker) inherits the executor object but not its threads,
+    so submitting to it would wait forever: the child starts with no pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._size = 0
+
+    def get(self, size: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None or self._size < size:
+                # the old executor (if any) is left to finish what it has; it is not shut down
+                # under a caller that may still be submitting to it
+                self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="greeks-engine")
+                self._size = size
+            return self._executor
+
+    def forget(self) -> None:
+        self._lock = threading.Lock()
+        self._executor = None
+        self._size = 0
 
 
-def _pool(size: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE < size:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(max_workers=size, thread_name_prefix="greeks-engine")
-        _POOL_SIZE = size
-    return _POOL
-
-
-def _forget_pool_in_child() -> None:
-    # A forked child (e.g. a prefork Celery worker) inherits the executor object but not its
-    # threads; submitting to it would wait forever.
-    global _POOL, _POOL_SIZE
-    _POOL = None
-    _POOL_SIZE = 0
-
-
-os.register_at_fork(after_in_child=_forget_pool_in_child)
+_POOL = _SharedPool()
+os.register_at_fork(after_in_child=_POOL.forget)
 
 
 def run_chunked(n: int, threads: int, work: Callable[[int, int], None], chunk: int = CHUNK) -> None:
-    """Call ``work(lo, hi)`` over ``[0, n)`` in chunks, split across ``threads`` threads.
+    """Call ``work(lo, hi)`` over ``[0, n)`` in chunks, spread over ``threads`` threads.
 
     numpy and scipy.special ufuncs release the GIL inside their loops, so the threads really run in
-    parallel; each ``work`` call must only write its own ``[lo, hi)`` slice of the outputs.
+    parallel. Chunks are handed out one at a time from a shared counter (not in fixed halves), so a
+    thread on a busy CPU simply does fewer of them. Each ``work`` call must only write its own
+    ``[lo, hi)`` slice of the outputs; results do not depend on which thread ran which chunk.
+    The calling thread works too, so ``threads`` = 2 uses one pool thread.
     """
-
-    def serial(lo: int, hi: int) -> None:
-        for start in range(lo, hi, chunk):
-            work(start, min(start + chunk, hi))
-
     if n == 0:
         return
-    if threads <= 1:
-        serial(0, n)
-        return
     n_chunks = -(-n // chunk)
-    bounds = [min(n, (n_chunks * i // threads) * chunk) for i in range(threads + 1)]
-    futures = [_pool(threads).submit(serial, bounds[i], bounds[i + 1]) for i in range(threads)]
-    for f in futures:
-        f.result()
+    if threads <= 1 or n_chunks == 1:
+        for start in range(0, n, chunk):
+            work(start, min(start + chunk, n))
+        return
+    counter = itertools.count()  # next() on it is atomic under the GIL
+
+    def drain() -> None:
+        while (i := next(counter)) < n_chunks:
+            work(i * chunk, min((i + 1) * chunk, n))
+
+    pool = _POOL.get(threads - 1)
+    futures = [pool.submit(drain) for _ in range(threads - 1)]
+    try:
+        drain()
+    finally:
+        for f in futures:
+            f.result()

@@ -29,12 +29,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import erfcx, ndtr, ndtri
 
+from greeks.engine._black import cancellation_subset_negative_h, small_t_otm_black
 from greeks.engine._inputs import (
     FloatArray,
     Operand,
     broadcast_flat,
     check_model,
     chunk_of,
+    collapse_constant,
     run_chunked,
     sign_chunk,
     take,
@@ -64,10 +66,14 @@ _BASE_ITERATIONS = 2
 _STEP_TOL = 1e-5
 # Extra safeguarded steps for the (rare) elements that are not converged after the base steps.
 _MAX_EXTRA_ITERATIONS = 60
-# In the safeguarded loop a step below this is at the noise floor of b(x, s).
-_REFINE_TOL = 1e-10
+# In the safeguarded loop a Householder step below this (relative to s) means converged: the
+# error after it is far below rounding. A bisection bracket this narrow (relative) also ends it.
+_REFINE_TOL = 1e-8
+_BRACKET_TOL = 8.0 * _DBL_EPSILON
 
 _CHUNK = 32_768
+# Prices this many ulps (of their own scale) from intrinsic or from the upper bound count as at it.
+_BOUND_ULPS = 4.0
 
 IntArray = npt.NDArray[np.intp]
 
@@ -83,6 +89,9 @@ def _black_and_vega(
     n2 = ndtr(np.subtract(h, half))
     b = np.multiply(e, n1, out=n1)
     b -= np.multiply(ei, n2)
+    fix = cancellation_subset_negative_h(h, s)
+    if fix.size:
+        b[fix] = small_t_otm_black(h[fix], half[fix])
     # vega = exp(-(h^2 + (s/2)^2) / 2) / sqrt(2 pi)
     v = np.multiply(h, h)
     v += np.multiply(half, half)
@@ -117,38 +126,28 @@ def _rational_cubic(
 
 
 def _minimum_control(dl: Any, dr: Any, slope: FloatArray, prefer_shape: bool) -> FloatArray:
-    """Smallest control parameter that keeps the rational cubic monotone/convex (Delbourgo-Gregory)."""
-    monotonic = (dl * slope >= 0.0) & (dr * slope >= 0.0)
-    convex = (dl <= slope) & (slope <= dr)
-    concave = (dl >= slope) & (slope >= dr)
-    d_r_m_d_l = dr - dl
-    d_r_m_s = dr - slope
-    s_m_d_l = slope - dl
-    slope_nonzero = np.abs(slope) >= _DBL_MIN
-    r1 = np.where(monotonic & slope_nonzero, (dr + dl) / np.where(slope_nonzero, slope, 1.0), -_DBL_MAX)
-    if prefer_shape:
-        r1 = np.where(monotonic & ~slope_nonzero, _MAX_R, r1)
-    cc = convex | concave
-    both_nonzero = (np.abs(s_m_d_l) >= _DBL_MIN) & (np.abs(d_r_m_s) >= _DBL_MIN)
-    safe_a = np.where(both_nonzero, d_r_m_s, 1.0)
-    safe_b = np.where(both_nonzero, s_m_d_l, 1.0)
-    r2 = np.where(
-        cc & both_nonzero, np.maximum(np.abs(d_r_m_d_l / safe_a), np.abs(d_r_m_d_l / safe_b)), -_DBL_MAX
-    )
-    if prefer_shape:
-        r2 = np.where((cc & ~both_nonzero) | (~cc & monotonic), _MAX_R, r2)
-    r_min = np.maximum(_MIN_R, np.maximum(r1, r2))
-    return np.where(monotonic | cc, r_min, _MIN_R)
+    """Smallest control parameter that keeps the rational cubic monotone and convex/concave.
+
+    Delbourgo & Gregory (1985), eqs. (3.8) and (3.18), as in Jäckel's ``rationalcubic``, for the
+    monotone data of all three uses here (dl, dr and slope share their sign). A zero slope or a
+    slope at one of the end derivatives yields an infinite parameter, i.e. linear interpolation.
+    """
+    r1 = (dl + dr) / slope  # (3.8): monotonicity
+    a = slope - dl
+    b = dr - slope
+    # (3.18): convexity (slope between the end derivatives); otherwise shape cannot be preserved
+    r2 = np.abs(dr - dl) / np.minimum(np.abs(a), np.abs(b))
+    shape_possible = a * b >= 0.0
+    r2 = np.where(shape_possible, r2, _MAX_R if prefer_shape else -_DBL_MAX)
+    return np.maximum(np.maximum(r1, r2), _MIN_R)
 
 
 def _control_parameter(num: FloatArray, den: FloatArray, r_min: FloatArray) -> FloatArray:
-    """Control parameter num/den (guarded against 0/0 and x/0), floored at ``r_min``."""
-    num_zero = np.abs(num) < _DBL_MIN
-    den_zero = np.abs(den) < _DBL_MIN
-    r = num / np.where(den_zero, 1.0, den)
-    r = np.where(den_zero, np.where(num > 0.0, _MAX_R, _MIN_R), r)
-    r = np.where(num_zero, 0.0, r)
-    return np.maximum(r, r_min)
+    """Control parameter num/den that fits a second derivative, floored at ``r_min``.
+
+    x/0 gives +-inf (linear or the floor), 0/0 gives NaN, which ``fmax`` replaces by the floor.
+    """
+    return np.fmax(num / den, r_min)
 
 
 def _guess_middle(
@@ -211,7 +210,9 @@ def _guess_lowest(beta: FloatArray, x: FloatArray, b_l: FloatArray, s_l: FloatAr
     return np.abs(ax / (_SQRT_3 * ndtri(u)))
 
 
-def _guess_highest(beta: FloatArray, x: FloatArray, b_max: FloatArray, b_u: FloatArray, s_u: FloatArray) -> FloatArray:
+def _guess_highest(
+    beta: FloatArray, x: FloatArray, b_max: FloatArray, b_u: FloatArray, s_u: FloatArray
+) -> FloatArray:
     """Highest segment: interpolate f(beta) = N(-s/2), which goes to 0 linearly at b_max, then invert."""
     f_u = ndtr(-0.5 * s_u)
     w = (x / s_u) ** 2
@@ -295,9 +296,7 @@ def _initial_guess(p: _Problem) -> FloatArray:
     s = np.empty_like(beta)
     mid = np.flatnonzero(~outer)
     if mid.size:
-        s[mid] = _guess_middle(
-            beta[mid], b_c[mid], s_c[mid], v_c[mid], b_o[mid], s_o[mid], v_o[mid]
-        )
+        s[mid] = _guess_middle(beta[mid], b_c[mid], s_c[mid], v_c[mid], b_o[mid], s_o[mid], v_o[mid])
     low = np.flatnonzero(seg_low)
     if low.size:
         s[low] = _guess_lowest(beta[low], x[low], b_o[low], s_o[low])
@@ -342,7 +341,9 @@ def _step(p: _Problem, s: FloatArray) -> tuple[FloatArray, FloatArray]:
             newton_l = (p.ln_beta - ln_b) * ln_b / p.ln_beta / bpob
             halley_l = bh - bpob * f1
             hh3_l = (
-                b_hh3[li] + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b)) - 3.0 * bh * bpob * f1
+                b_hh3[li]
+                + 2.0 * bpob * bpob * (1.0 + 3.0 * inv_ln_b * (1.0 + inv_ln_b))
+                - 3.0 * bh * bpob * f1
             )
         newton[li] = newton_l
         hh3[li] = hh3_l
@@ -381,12 +382,15 @@ def _refine(p: _Problem, s: FloatArray) -> tuple[FloatArray, npt.NDArray[np.bool
         hi = np.where(above, np.minimum(hi, s), hi)
         lo = np.where(below, np.maximum(lo, s), lo)
         exact = ~above & ~below
+        # a Householder step this small lands on the root (fourth-order convergence), even if
+        # rounding noise puts it a hair outside the bracket
+        small = np.abs(ds) <= _REFINE_TOL * s
         s_new = s + ds
         inside = np.isfinite(s_new) & (s_new > lo) & (s_new < hi)
         bisect = np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * np.maximum(s, lo))
-        s_new = np.where(inside, s_new, bisect)
+        s_new = np.where(inside | small, s_new, bisect)
         s_new = np.where(exact, s, s_new)
-        converged = exact | (np.abs(s_new - s) <= _REFINE_TOL * s) | (hi - lo <= _REFINE_TOL * lo)
+        converged = exact | small | (hi - lo <= _BRACKET_TOL * lo)
         s = np.where(done, s, s_new)
         done |= converged
         if done.all():
@@ -398,11 +402,10 @@ def _solve(p: _Problem) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
     """Normalised implied volatility s = sigma sqrt(t) for every element; plus a converged mask."""
     with np.errstate(all="ignore"):
         s = _initial_guess(p)
-        ds = None
+        ds = np.full_like(s, np.inf)
         for _ in range(_BASE_ITERATIONS):
-            ds, _ = _step(p, s)
+            ds, _b = _step(p, s)
             s += ds
-        assert ds is not None
         ok = np.abs(ds) <= _STEP_TOL * s
         ok &= np.isfinite(s)
     if ok.all():
@@ -469,8 +472,12 @@ def _iv_chunk(
     n = m if idx is None else idx.shape[0]
 
     # ratio = F/K; x = ln(F/K); beta = undiscounted price / sqrt(F K)
-    growth = np.multiply(t, r, out=np.empty(n))
-    np.exp(growth, out=growth)  # e^{rt}: undiscounts the price, and F = S e^{rt} without dividends
+    # e^{rt} undiscounts the price and is F/S without dividends; one exp for a one-expiry chunk
+    growth: Operand
+    if isinstance(t, float) and isinstance(r, float):
+        growth = float(np.exp(np.float64(r * t)))
+    else:
+        growth = np.exp(np.multiply(t, r, out=np.empty(n)))
     ratio = np.divide(S, K, out=np.empty(n))
     if not black76:
         ratio *= growth
@@ -478,24 +485,30 @@ def _iv_chunk(
             ratio *= np.exp(np.multiply(t, np.negative(q)))
     x = np.log(ratio)
     e0 = np.sqrt(ratio, out=ratio)  # sqrt(F/K) = e^{x/2}
-    beta = np.multiply(price, growth, out=growth)
+    beta = np.multiply(price, growth, out=np.empty(n))
     beta /= K
     beta /= e0
     # reduce to an OTM call: x -> -|x|, b_max = e^{-|x|/2}; ITM: subtract the normalised intrinsic
     inv = np.divide(1.0, e0)
     e = np.minimum(e0, inv)
     ei = np.maximum(e0, inv, out=inv)
-    if isinstance(sign, float):
-        itm = (x > 0.0) if sign > 0.0 else (x < 0.0)
-    else:
-        itm = np.where(sign > 0.0, x > 0.0, x < 0.0)
+    # in the money: call with F > K, put with F < K
+    itm = np.multiply(x, sign) > 0.0 if not isinstance(sign, float) else (x > 0.0 if sign > 0.0 else x < 0.0)
     if itm.any():
         np.subtract(beta, np.subtract(ei, e), out=beta, where=itm)
     np.abs(x, out=x)
     np.negative(x, out=x)
 
-    below = ~(beta > 0.0)
-    above = beta >= e
+    # A price within a few ulps of a bound is at the bound: there is no meaningful volatility. The
+    # rounding scale is the OTM price itself, or the ITM price (~ei) the intrinsic was taken from.
+    if itm.any():
+        noise = np.where(itm, ei, e)
+        noise *= _BOUND_ULPS * _DBL_EPSILON
+        below = ~(beta > 0.0) | (itm & (beta <= noise))
+        above = beta >= e - noise
+    else:
+        below = ~(beta > 0.0)
+        above = beta >= e * (1.0 - _BOUND_ULPS * _DBL_EPSILON)
     solvable = ~(below | above)
     sub_reason = None
     if not solvable.all():
@@ -519,7 +532,9 @@ def _iv_chunk(
     # scatter back: solvable subset -> checked subset -> chunk
     if keep is None:
         res_sigma = sigma
-        res_reason = np.where(ok, np.int8(IVReason.OK), np.int8(IVReason.NO_CONVERGENCE)) if not ok.all() else None
+        res_reason = (
+            np.where(ok, np.int8(IVReason.OK), np.int8(IVReason.NO_CONVERGENCE)) if not ok.all() else None
+        )
     else:
         assert sub_reason is not None
         res_sigma = np.full(n, np.nan)
@@ -570,8 +585,11 @@ def implied_vol(
     reason = np.empty(n, dtype=np.int8)
 
     def work(lo: int, hi: int) -> None:
-        args = [chunk_of(v, lo, hi) for v in (p_, S_, K_, t_, r_, q_)]
-        _iv_chunk(args[0], sign_chunk(is_call, lo, hi), *args[1:], black76, iv[lo:hi], reason[lo:hi])
+        p_c, S_c, K_c = (chunk_of(v, lo, hi) for v in (p_, S_, K_))
+        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
+        _iv_chunk(
+            p_c, sign_chunk(is_call, lo, hi), S_c, K_c, t_c, r_c, q_c, black76, iv[lo:hi], reason[lo:hi]
+        )
 
     run_chunked(n, thread_count(n, threads), work, chunk=_CHUNK)
     iv = iv.reshape(shape)

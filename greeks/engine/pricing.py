@@ -34,16 +34,20 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy.special import ndtr
 
+from greeks.engine._black import cancellation_subset, small_t_otm_black
 from greeks.engine._inputs import (
     FloatArray,
     Operand,
     broadcast_flat,
     check_model,
     chunk_of,
+    collapse_constant,
     run_chunked,
     sign_chunk,
+    take,
     thread_count,
 )
 
@@ -114,39 +118,67 @@ def _fix_special(
 
 def _d_parts(
     m: int, S: Operand, K: Operand, t: Operand, r: Operand, sigma: Operand, q: Operand, black76: bool
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray | None]:
-    """Return sqrt(t), s = sigma sqrt(t), d1, d2, D = exp(-r t) and Dq = exp(-q t) (None when 1).
+) -> tuple[Operand, FloatArray, FloatArray, FloatArray, Operand, Operand | None, FloatArray]:
+    """Return sqrt(t), s = sigma sqrt(t), d1, d2, D = exp(-r t), Dq = exp(-q t) (None when 1), x/s.
 
-    For black76 Dq is D (the forward carries no cost), so the BSM formulas below apply unchanged.
+    sqrt(t), D and Dq are Python floats when t (and r, q) are: a chain of one expiry then pays for
+    one exp instead of one per option. For black76 Dq is D (the forward carries no cost), so the
+    BSM formulas apply unchanged.
     """
-    sqt = np.sqrt(t, out=np.empty(m))
+    t_scalar = isinstance(t, float)
+    sqt: Operand = float(np.sqrt(np.float64(t))) if t_scalar else np.sqrt(t, out=np.empty(m))
     s = np.multiply(sigma, sqt, out=np.empty(m))
-    if isinstance(r, float):
-        D = np.multiply(t, -r, out=np.empty(m))
+    neg_rt: Operand
+    if t_scalar and isinstance(r, float):
+        neg_rt = -r * t
+    elif isinstance(r, float):
+        neg_rt = np.multiply(t, -r, out=np.empty(m))
     else:
-        D = np.multiply(t, r, out=np.empty(m))
-        np.negative(D, out=D)
+        neg_rt = np.multiply(t, r, out=np.empty(m))
+        np.negative(neg_rt, out=neg_rt)
     x = np.divide(S, K, out=np.empty(m))
     np.log(x, out=x)
-    Dq: FloatArray | None
+    Dq: Operand | None = None
+    if not black76:
+        x -= neg_rt  # x = ln(S/K) + r t
+        if not (isinstance(q, float) and q == 0.0):
+            neg_qt: Operand = -q * t if t_scalar and isinstance(q, float) else np.multiply(np.negative(q), t)
+            x += neg_qt  # x = ln(S/K) + (r - q) t
+            Dq = _exp(neg_qt)
+    D = _exp(neg_rt)
     if black76:
-        Dq = D  # becomes exp(-r t) below; zero carry, nothing to add to x
-    elif isinstance(q, float) and q == 0.0:
-        Dq = None
-        x -= D  # x = ln(S/K) + r t
-    else:
-        Dq = np.multiply(t, -1.0, out=np.empty(m))
-        Dq *= q
-        x -= D
-        x += Dq  # x = ln(S/K) + (r - q) t
-        np.exp(Dq, out=Dq)
-    np.exp(D, out=D)
+        Dq = D  # zero carry: the forward's "dividend yield" is r
     # d1 = x/s + s/2, d2 = x/s - s/2
     np.divide(x, s, out=x)
     half_s = np.multiply(s, 0.5, out=np.empty(m))
     d1 = np.add(x, half_s, out=np.empty(m))
     d2 = np.subtract(x, half_s, out=half_s)
-    return sqt, s, d1, d2, D, Dq
+    return sqt, s, d1, d2, D, Dq, x
+
+
+def _exp(value: Operand) -> Operand:
+    """exp, in place for an array, as a Python float for a scalar (inf on overflow, no exception)."""
+    if isinstance(value, float):
+        return float(np.exp(np.float64(value)))
+    return np.exp(value, out=value)
+
+
+def _cancelling_otm(sign: Operand, h: FloatArray, s: FloatArray) -> npt.NDArray[np.intp]:
+    """Out-of-the-money elements whose two-term price would cancel badly (see ``_black``)."""
+    idx = cancellation_subset(np.abs(h), s)
+    if idx.size == 0:
+        return idx
+    hs = h[idx] * (sign if isinstance(sign, float) else sign[idx])
+    return idx[hs < 0.0]
+
+
+def _otm_price(idx: npt.NDArray[np.intp], h: FloatArray, s: FloatArray, K: Operand, D: Operand) -> FloatArray:
+    """D sqrt(F K) b(-|x|, s) at ``idx``: the OTM price without cancellation (x = h s)."""
+    h_i = h[idx]
+    s_i = s[idx]
+    b = small_t_otm_black(-np.abs(h_i), 0.5 * s_i)
+    K_i = take(K, idx)
+    return take(D, idx) * K_i * np.exp(0.5 * h_i * s_i) * b
 
 
 def _apply_sign(values: FloatArray, sign: Operand, out: FloatArray) -> FloatArray:
@@ -176,17 +208,22 @@ def _price_chunk(
     out: FloatArray,
 ) -> None:
     m = out.shape[0]
-    _, _, d1, d2, D, Dq = _d_parts(m, S, K, t, r, sigma, q, black76)
-    # price = sign (S Dq N(sign d1) - K D N(sign d2)); the sign inside N keeps OTM tails accurate
-    nd1 = ndtr(_apply_sign(d1, sign, d1), out=d1)
-    nd2 = ndtr(_apply_sign(d2, sign, d2), out=d2)
-    np.multiply(nd1, S, out=out)
+    _, s, d1, d2, D, Dq, h = _d_parts(m, S, K, t, r, sigma, q, black76)
+    fix = _cancelling_otm(sign, h, s)
+    # price = sign S Dq N(sign d1) - sign K D N(sign d2); the sign inside N keeps OTM tails
+    # accurate. Same operations in the same order as greeks(), so both give identical prices.
+    ndtr(_apply_sign(d1, sign, out), out=out)
+    _apply_sign(out, sign, out)
     if Dq is not None:
         out *= Dq
+    out *= S
+    nd2 = ndtr(_apply_sign(d2, sign, d2), out=d2)
     nd2 *= K
     nd2 *= D
+    _apply_sign(nd2, sign, nd2)
     out -= nd2
-    _apply_sign(out, sign, out)
+    if fix.size:
+        out[fix] = _otm_price(fix, h, s, K, D)
 
 
 def _greeks_chunk(
@@ -202,7 +239,9 @@ def _greeks_chunk(
 ) -> None:
     price, delta, gamma, theta, vega, rho, vanna, vomma, charm = outs
     m = price.shape[0]
-    sqt, s, d1, d2, D, Dq = _d_parts(m, S, K, t, r, sigma, q, black76)
+    sqt, s, d1, d2, D, Dq, h = _d_parts(m, S, K, t, r, sigma, q, black76)
+    fix = _cancelling_otm(sign, h, s)
+    fix_price = _otm_price(fix, h, s, K, D) if fix.size else None
     # black76 is BSM with q = r (zero carry), except for rho and the carry term of charm
     q_eff: Operand = r if black76 else q
 
@@ -225,6 +264,8 @@ def _greeks_chunk(
     B *= D
     _apply_sign(B, sign, B)
     np.subtract(A, B, out=price)
+    if fix_price is not None:
+        price[fix] = fix_price
 
     # gamma = Dq phi / (S s)
     np.multiply(s, S, out=gamma)
@@ -317,12 +358,14 @@ def price(
     out = np.empty(n)
 
     def work(lo: int, hi: int) -> None:
-        args = [sign_chunk(is_call, lo, hi), *(chunk_of(v, lo, hi) for v in (S_, K_, t_, r_, sig_, q_))]
+        sign = sign_chunk(is_call, lo, hi)
+        S_c, K_c, sig_c = (chunk_of(v, lo, hi) for v in (S_, K_, sig_))
+        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
         o = out[lo:hi]
         with np.errstate(all="ignore"):
-            _price_chunk(*args, black76, o)
-            if not _all_valid(*args[1:]):
-                _fix_special(hi - lo, *args, [o])
+            _price_chunk(sign, S_c, K_c, t_c, r_c, sig_c, q_c, black76, o)
+            if not _all_valid(S_c, K_c, t_c, r_c, sig_c, q_c):
+                _fix_special(hi - lo, sign, S_c, K_c, t_c, r_c, sig_c, q_c, [o])
 
     run_chunked(n, thread_count(n, threads), work)
     return out.reshape(shape)
@@ -353,12 +396,14 @@ def greeks(
     block = np.empty((len(GREEK_KEYS), n))
 
     def work(lo: int, hi: int) -> None:
-        args = [sign_chunk(is_call, lo, hi), *(chunk_of(v, lo, hi) for v in (S_, K_, t_, r_, sig_, q_))]
+        sign = sign_chunk(is_call, lo, hi)
+        S_c, K_c, sig_c = (chunk_of(v, lo, hi) for v in (S_, K_, sig_))
+        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
         outs = [row[lo:hi] for row in block]
         with np.errstate(all="ignore"):
-            _greeks_chunk(*args, black76, outs)
-            if not _all_valid(*args[1:]):
-                _fix_special(hi - lo, *args, outs)
+            _greeks_chunk(sign, S_c, K_c, t_c, r_c, sig_c, q_c, black76, outs)
+            if not _all_valid(S_c, K_c, t_c, r_c, sig_c, q_c):
+                _fix_special(hi - lo, sign, S_c, K_c, t_c, r_c, sig_c, q_c, outs)
 
     run_chunked(n, thread_count(n, threads), work)
     return {k: block[i].reshape(shape) for i, k in enumerate(GREEK_KEYS)}

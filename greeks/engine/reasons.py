@@ -12,9 +12,11 @@ class IVReason(IntEnum):
     """
 
     OK = 0
-    #: Price at or below intrinsic value (no time value): IV is zero or does not exist.
+    #: Price at or below intrinsic value, i.e. no time value (within rounding): IV is zero or does
+    #: not exist. Intrinsic is measured against the forward: max(±(S·e^{-qt} - K·e^{-rt}), 0).
     BELOW_INTRINSIC = 1
-    #: Price at or above the no-arbitrage upper bound (S·e^{-qt} for a call, K·e^{-rt} for a put).
+    #: Price at or above the no-arbitrage upper bound: the present value of the underlying for a
+    #: call (S·e^{-qt}; F·e^{-rt} for black76), the discounted strike K·e^{-rt} for a put.
     ABOVE_BOUND = 2
     #: Time to expiry is zero or negative.
     NON_POSITIVE_TIME = 3
@@ -43,4 +45,6 @@ def describe_reason(code: int) -> str:
     try:
         return _DESCRIPTIONS[IVReason(int(code))]
     except ValueError:
-        raise ValueError(f"unknown IV reason code {code!r}; valid codes: {[int(r) for r in IVReason]}") from None
+        raise ValueError(
+            f"unknown IV reason code {code!r}; valid codes: {[int(r) for r in IVReason]}"
+        ) from None

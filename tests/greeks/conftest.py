@@ -2,10 +2,6 @@ import datetime as dt
 
 import pytest
 
-from signalsvc.instruments.services import instruments_upsert
-from signalsvc.marketdata.stream import StreamConsumer, publish, tick_fields
-from signalsvc.simulator.market import DemoMarket
-
 # A Wednesday during NSE hours; the demo runs at any hour, this just makes the numbers familiar.
 START = dt.datetime(2026, 11, 25, 5, 0, tzinfo=dt.UTC)
 
@@ -13,6 +9,11 @@ START = dt.datetime(2026, 11, 25, 5, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def demo_market(db, redis_client):
     """A simulated market whose ticks went through the real stream and ingest into Redis/PostgreSQL."""
+    # Imported here so the pure engine tests below this folder run without Django.
+    from signalsvc.instruments.services import instruments_upsert
+    from signalsvc.marketdata.stream import StreamConsumer, publish, tick_fields
+    from signalsvc.simulator.market import DemoMarket
+
     market = DemoMarket(start=START, seed=11)
     instruments_upsert(specs=market.instruments())
     ticks = []
