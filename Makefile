@@ -29,7 +29,7 @@ db: venv services
 run: db
 	@mkdir -p .run
 	$(PY) manage.py collectstatic --noinput -v 0
-	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :5555)"
+	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :$${FLOWER_PORT:-5555})"
 	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true WEB_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
 
 test: venv services
