@@ -333,6 +333,33 @@ def _prepare(
     return black76, shape, is_call, ops
 
 
+def _price_chunk_outs(sign, S, K, t, r, sigma, q, black76: bool, outs: list[FloatArray]) -> None:
+    _price_chunk(sign, S, K, t, r, sigma, q, black76, outs[0])
+
+
+def _run(
+    kernel, n_outputs: int, option_type, S, K, t, r, sigma, q, model: str, threads: int | None
+) -> tuple[tuple[int, ...], np.ndarray]:
+    """Broadcast the inputs, then run ``kernel`` over chunks (on threads for large inputs) into a
+    (n_outputs, n) block; invalid elements are patched per chunk. Returns (shape, block)."""
+    black76, shape, is_call, (S_, K_, t_, r_, sig_, q_) = _prepare(option_type, S, K, t, r, sigma, q, model)
+    n = math.prod(shape)
+    block = np.empty((n_outputs, n))
+
+    def work(lo: int, hi: int) -> None:
+        sign = sign_chunk(is_call, lo, hi)
+        S_c, K_c, sig_c = (chunk_of(v, lo, hi) for v in (S_, K_, sig_))
+        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
+        outs = [row[lo:hi] for row in block]
+        with np.errstate(all="ignore"):
+            kernel(sign, S_c, K_c, t_c, r_c, sig_c, q_c, black76, outs)
+            if not _all_valid(S_c, K_c, t_c, r_c, sig_c, q_c):
+                _fix_special(hi - lo, sign, S_c, K_c, t_c, r_c, sig_c, q_c, outs)
+
+    run_chunked(n, thread_count(n, threads), work)
+    return shape, block
+
+
 def price(
     option_type: Any,
     S: Any,
@@ -353,22 +380,8 @@ def price(
     given number. Returns a float64 array of the broadcast shape of all inputs (0-d for scalars);
     NaN for invalid elements, intrinsic value where ``t == 0``.
     """
-    black76, shape, is_call, (S_, K_, t_, r_, sig_, q_) = _prepare(option_type, S, K, t, r, sigma, q, model)
-    n = math.prod(shape)
-    out = np.empty(n)
-
-    def work(lo: int, hi: int) -> None:
-        sign = sign_chunk(is_call, lo, hi)
-        S_c, K_c, sig_c = (chunk_of(v, lo, hi) for v in (S_, K_, sig_))
-        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
-        o = out[lo:hi]
-        with np.errstate(all="ignore"):
-            _price_chunk(sign, S_c, K_c, t_c, r_c, sig_c, q_c, black76, o)
-            if not _all_valid(S_c, K_c, t_c, r_c, sig_c, q_c):
-                _fix_special(hi - lo, sign, S_c, K_c, t_c, r_c, sig_c, q_c, [o])
-
-    run_chunked(n, thread_count(n, threads), work)
-    return out.reshape(shape)
+    shape, block = _run(_price_chunk_outs, 1, option_type, S, K, t, r, sigma, q, model, threads)
+    return block[0].reshape(shape)
 
 
 def greeks(
@@ -391,19 +404,5 @@ def greeks(
     squared, rho per 1 % rate). Arguments as for :func:`price`. Invalid elements are NaN in every
     output; at ``t == 0`` the price is intrinsic and every Greek is NaN.
     """
-    black76, shape, is_call, (S_, K_, t_, r_, sig_, q_) = _prepare(option_type, S, K, t, r, sigma, q, model)
-    n = math.prod(shape)
-    block = np.empty((len(GREEK_KEYS), n))
-
-    def work(lo: int, hi: int) -> None:
-        sign = sign_chunk(is_call, lo, hi)
-        S_c, K_c, sig_c = (chunk_of(v, lo, hi) for v in (S_, K_, sig_))
-        t_c, r_c, q_c = (collapse_constant(chunk_of(v, lo, hi)) for v in (t_, r_, q_))
-        outs = [row[lo:hi] for row in block]
-        with np.errstate(all="ignore"):
-            _greeks_chunk(sign, S_c, K_c, t_c, r_c, sig_c, q_c, black76, outs)
-            if not _all_valid(S_c, K_c, t_c, r_c, sig_c, q_c):
-                _fix_special(hi - lo, sign, S_c, K_c, t_c, r_c, sig_c, q_c, outs)
-
-    run_chunked(n, thread_count(n, threads), work)
+    shape, block = _run(_greeks_chunk, len(GREEK_KEYS), option_type, S, K, t, r, sigma, q, model, threads)
     return {k: block[i].reshape(shape) for i, k in enumerate(GREEK_KEYS)}

@@ -217,18 +217,7 @@ def parse_instrument_record(record: object) -> InstrumentSpec:
     if not isinstance(active, bool):
         _bad(key, f"active {active!r} is not a boolean")
 
-    return InstrumentSpec(
-        key=str(parsed),
-        exchange=parsed.exchange,
-        symbol=parsed.symbol,
-        product=parsed.product,
-        expiry=parsed.expiry,
-        option_type=parsed.option_type,
-        strike=parsed.strike,
-        lot_size=lot_size,
-        tick_size=tick_size,
-        active=active,
-    )
+    return InstrumentSpec.from_key(str(parsed), lot_size=lot_size, tick_size=tick_size, active=active)
 
 
 # --------------------------------------------------------------------------------------------
