@@ -28,7 +28,12 @@ def parse_time(name: str, text: str | None, *, required: bool = True) -> dt.date
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(settings.MARKET_TIMEZONE))
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. a naive 0001-01-01 in IST lies before datetime.min in UTC
+        raise ApiError(
+            status_code=400, code="invalid_parameter", message=f"{name}='{text}' is out of range"
+        ) from None
 
 
 def parse_range(params, *, max_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:

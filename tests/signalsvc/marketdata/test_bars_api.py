@@ -170,3 +170,9 @@ def test_reader_rejects_bad_ranges(writer, params, code):
 def test_bars_across_months_land_in_partitions(writer):
     post(writer, [bar(timestamp="2026-10-31T15:29:00+05:30"), bar(timestamp="2026-12-01T09:15:00+05:30")])
     assert Bar1m.objects.count() == 2
+
+
+def test_reader_rejects_times_out_of_range(writer):
+    response = writer.get(f"/api/v2/market/bars/{SPOT}", {"start_time": "0001-01-01T00:00:00"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_parameter"

@@ -1,0 +1,322 @@
+"""Custom-timeframe bars through the endpoint, against pandas in the same run.
+
+Workload: one year of 1-minute bars of one instrument (the last 250 regular NSE sessions before
+today x 375 minutes = 93,750 rows; they span ~368 days, so the bench sets API_HISTORICAL_MAX_DAYS=372, loaded by COPY into its own database ``signal_bench``, never the
+dev data), aggregated to 7 minutes (250 x 54 = 13,500 buckets) by
+``GET /api/v2/signals/historical/bars/{key}?timeframe=7m`` over the whole year, in-process through
+Django's test client (middleware, auth, throttling and JSON included).
+
+Rows:
+* cold: cache miss (every ``tf:*`` key of the bench's Redis database deleted and the in-process
+  tier cleared before each call): the aggregation in PostgreSQL, rendering, cache writes.
+* warm: the same request again (range level, in-process tier; validated against PostgreSQL and
+  Redis on every call).
+* warm, from Redis: the in-process tier cleared first (the range comes out of Redis).
+* warm, sessions: only the per-session entries exist (a range never asked before).
+* SQL aggregation alone (``selectors.bars_from_minutes``), for scale.
+* baselines: the 93,750 rows fetched from PostgreSQL (``cursor.fetchall``) and aggregated with
+  pandas per session, no HTTP, no JSON: vectorised (``groupby`` on session and bucket index; the
+  ratio is against this one, the faster) and ``groupby`` session + ``resample(origin=session open)``.
+
+Targets (issue 4): cold p50 < 100 ms, warm p50 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE_NAME", "signal_bench")
+BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "9"))
+KEY = "NSE@BENCHIDX@equity_spot"
+SESSIONS = 250
+MINUTES = 375
+TIMEFRAME = "7m"
+COLD_TARGET_S = 0.100
+WARM_TARGET_S = 0.010
+_BENCH = "timeframes: 1y of 1m -> 7m bars"
+
+
+def _configure() -> None:
+    """Point Django at the bench database and Redis DB, create and migrate it, before anything
+    else imports settings."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DATABASE}"
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
+    os.environ["MARKET_CALENDAR"] = "NSE"
+    os.environ["API_ANONYMOUS_READ"] = "true"
+    os.environ["API_ANONYMOUS_RATE_PER_MINUTE"] = "100000000"
+    # 250 NSE sessions take ~368 calendar days (a year has ~248): lift the 365-day API limit a little.
+    os.environ["API_HISTORICAL_MAX_DAYS"] = "372"
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    import django
+    from django.conf import settings
+
+    django.setup()
+    name = settings.DATABASES["default"]["NAME"]
+    if name != BENCH_DATABASE:
+        raise RuntimeError(f"Django was already configured for database {name!r}; run this benchmark alone")
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def _sessions():
+    from signalsvc.core.calendar import get_calendar
+
+    calendar = get_calendar("NSE")
+    today = dt.datetime.now(dt.UTC)
+    candidates = calendar.previous_sessions(
+        today - dt.timedelta(days=1), SESSIONS + 40, include_current=False
+    )
+    regular = [s for s in candidates if s.minutes == MINUTES][-SESSIONS:]
+    if regular[-1].close - regular[0].open > dt.timedelta(days=372):
+        raise RuntimeError("250 regular sessions span more than the 372-day limit set for the bench")
+    return regular
+
+
+def _load(sessions) -> int:
+    """The instrument and its 93,750 bars (reloaded only when they are not exactly there)."""
+    import numpy as np
+    from django.db import connection, transaction
+
+    from signalsvc.core.keys import InstrumentSpec
+    from signalsvc.db.partitions import partitions_ensure
+    from signalsvc.instruments.models import Instrument
+    from signalsvc.instruments.services import instruments_upsert
+    from timeframes.services import rollups_refresh
+
+    instruments_upsert(specs=[InstrumentSpec.from_key(KEY)])
+    instrument_id = Instrument.objects.get(key=KEY).id
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), min(ts), max(ts) FROM market_bar_1m WHERE instrument_id = %s", [instrument_id]
+        )
+        count, first, last = cur.fetchone()
+    expected_last = sessions[-1].close - dt.timedelta(minutes=1)
+    if count != SESSIONS * MINUTES or first != sessions[0].open or last != expected_last:
+        rng = np.random.default_rng(4)
+        n = SESSIONS * MINUTES
+        close = 24_000.0 + np.cumsum(rng.normal(0.0, 4.0, n))
+        open_ = np.concatenate(([24_000.0], close[:-1]))
+        high = np.maximum(open_, close) + rng.random(n) * 3
+        low = np.minimum(open_, close) - rng.random(n) * 3
+        volume = rng.integers(0, 5_000, n).astype(float)
+        written = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)  # historical data, settled long ago
+        minute = dt.timedelta(minutes=1)
+        stamps = [s.open + i * minute for s in sessions for i in range(MINUTES)]
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("DELETE FROM market_bar_1m WHERE instrument_id = %s", [instrument_id])
+            cur.execute("DELETE FROM timeframe_rollup WHERE instrument_id = %s", [instrument_id])
+            cur.execute("DELETE FROM timeframe_rollup_watermark")
+            partitions_ensure(table="market_bar_1m", start=sessions[0].open, end=sessions[-1].close)
+            columns = "instrument_id, ts, open, high, low, close, volume, oi, updated_at"
+            with cur.copy(f"COPY market_bar_1m ({columns}) FROM STDIN") as copy:
+                for i, ts in enumerate(stamps):
+                    copy.write_row(
+                        (instrument_id, ts, open_[i], high[i], low[i], close[i], volume[i], None, written)
+                    )
+        with connection.cursor() as cur:
+            cur.execute("ANALYZE market_bar_1m")
+    while rollups_refresh().get("backlog"):  # the minute task, until caught up
+        pass
+    return instrument_id
+
+
+def _fetch_frame(instrument_id: int, sessions):
+    import pandas as pd
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT ts, open, high, low, close, volume, oi FROM market_bar_1m "
+            "WHERE instrument_id = %s AND ts >= %s AND ts < %s ORDER BY ts",
+            [instrument_id, sessions[0].open, sessions[-1].close],
+        )
+        rows = cur.fetchall()
+    frame = pd.DataFrame(rows, columns=["ts", "open", "high", "low", "close", "volume", "oi"])
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    frame["oi"] = frame["oi"].astype(float)
+    return frame
+
+
+_AGG = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum", "oi": "last"}
+
+
+def _pandas_baselines(instrument_id: int, sessions) -> tuple[Callable[[], int], Callable[[], int]]:
+    """(vectorised groupby on (session, bucket index), groupby session + resample per session)."""
+    import numpy as np
+    import pandas as pd
+
+    opens = pd.DatetimeIndex([s.open for s in sessions])
+    open_ns = opens.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    close_ns = (
+        pd.DatetimeIndex([s.close for s in sessions]).tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    )
+    minutes = int(TIMEFRAME[:-1])
+
+    def in_sessions(frame):
+        ts = frame["ts"].dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        index = np.searchsorted(open_ns, ts, side="right") - 1
+        inside = (index >= 0) & (ts < close_ns[index.clip(0)])
+        frame = frame[inside].copy()
+        frame["session"] = index[inside]
+        frame["offset"] = ts[inside] - open_ns[index[inside]]
+        return frame
+
+    def grouped() -> int:
+        frame = in_sessions(_fetch_frame(instrument_id, sessions))
+        frame["bucket"] = frame["offset"].to_numpy() // np.timedelta64(minutes, "m")
+        return len(frame.groupby(["session", "bucket"], sort=True).agg(_AGG))
+
+    def resampled() -> int:
+        frame = in_sessions(_fetch_frame(instrument_id, sessions))
+        parts = [
+            group.set_index("ts")
+            .resample(f"{minutes}min", origin=opens[session], closed="left", label="left")
+            .agg(_AGG)
+            .dropna(subset=["open"])
+            for session, group in frame.groupby("session", sort=True)
+        ]
+        return len(pd.concat(parts))
+
+    return grouped, resampled
+
+
+def _median(fn: Callable[[], object], repeats: int, before: Callable[[], None] | None = None) -> float:
+    samples = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _load_note() -> str:
+    try:
+        return f"[load avg {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs]"
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return ""
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def run() -> list:
+    from benchmarks.common import Result
+
+    _configure()
+    from django.test import Client
+
+    from timeframes import cache, selectors
+
+    sessions = _sessions()
+    instrument_id = _load(sessions)
+    client = Client()
+    url = f"/api/v2/signals/historical/bars/{KEY}"
+    params = {
+        "start_time": sessions[0].open.isoformat(),
+        "end_time": sessions[-1].close.isoformat(),
+        "timeframe": TIMEFRAME,
+    }
+    redis = cache.redis_client()
+
+    def request() -> dict:
+        response = client.get(url, params)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code}: {response.content[:300]!r}")
+        return response
+
+    def flush_all() -> None:
+        keys = list(redis.scan_iter(match="tf:*", count=10_000))
+        for i in range(0, len(keys), 1000):
+            redis.delete(*keys[i : i + 1000])
+        cache.local_ranges.clear()
+
+    def flush_local() -> None:
+        cache.local_ranges.clear()
+
+    def flush_ranges() -> None:
+        keys = list(redis.scan_iter(match=f"{cache.RANGE_PREFIX}*", count=10_000))
+        if keys:
+            redis.delete(*keys)
+        cache.local_ranges.clear()
+
+    flush_all()
+    body = request().json()
+    buckets = body["data_points"]
+    baseline, baseline_resample = _pandas_baselines(instrument_id, sessions)
+    agreed = baseline() == buckets == baseline_resample()
+    timeframe = selectors.timeframe_parse(TIMEFRAME)
+
+    load = _load_note()
+    cold = _median(request, repeats=7, before=flush_all)
+    request()
+    warm = _median(request, repeats=30)
+    warm_redis = _median(request, repeats=10, before=flush_local)
+    warm_sessions = _median(request, repeats=7, before=flush_ranges)
+    sql = _median(
+        lambda: selectors.bars_from_minutes(
+            instrument_id=instrument_id, timeframe=timeframe, sessions=sessions
+        ),
+        repeats=7,
+    )
+    base = _median(baseline, repeats=5)
+    base_resample = _median(baseline_resample, repeats=3)
+    rows_note = f"{SESSIONS * MINUTES:,} rows -> {buckets:,} buckets" + (
+        "" if agreed else "; COUNT MISMATCH vs pandas"
+    )
+    return [
+        Result(
+            _BENCH,
+            "endpoint cold (cache miss)",
+            buckets,
+            cold,
+            f"p50; target < 100 ms: {_verdict(cold < COLD_TARGET_S)}; {base / cold:.1f}x pandas baseline; "
+            f"{rows_note} {load}",
+        ),
+        Result(
+            _BENCH,
+            "endpoint warm (cache hit)",
+            buckets,
+            warm,
+            f"p50; target < 10 ms: {_verdict(warm < WARM_TARGET_S)}; {base / warm:.0f}x pandas baseline",
+        ),
+        Result(
+            _BENCH, "endpoint warm, range from Redis", buckets, warm_redis, "p50; in-process tier cleared"
+        ),
+        Result(
+            _BENCH, "endpoint warm, sessions from Redis", buckets, warm_sessions, "p50; range entries cleared"
+        ),
+        Result(_BENCH, "SQL aggregation only (no HTTP, JSON)", buckets, sql, "selectors.bars_from_minutes"),
+        Result(
+            _BENCH,
+            "baseline: fetchall + pandas groupby",
+            buckets,
+            base,
+            "groupby (session, floor((ts - open)/7m)), first/max/min/last/sum; no HTTP, no JSON",
+        ),
+        Result(
+            _BENCH,
+            "baseline: fetchall + pandas resample",
+            buckets,
+            base_resample,
+            "groupby session + resample(origin=session open); no HTTP, no JSON",
+        ),
+    ]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for result in run():
+        print(result)

@@ -1,0 +1,516 @@
+"""Bars of any timeframe through a Redis cache (SPEC §8: closed buckets long TTL, the open bucket
+short TTL).
+
+Two levels, both holding numeric arrays and the rendered JSON items:
+
+* **Sessions** — the buckets of one *closed* session of one instrument and timeframe, under
+  ``tf:bars:{instrument}:{label}:{date}:{token}`` for ``CACHE_TTL_SECONDS``. A request reads its
+  closed sessions from here and aggregates the rest (misses, the open session, sessions with
+  fresh changes) in one PostgreSQL query.
+* **Ranges** — a whole response range ``[start, end)`` made only of closed, unchanged sessions,
+  under ``tf:range:{instrument}:{label}:{start}:{end}`` for ``RANGE_TTL_SECONDS``, stamped with the
+  instrument's epoch token ``tf:epoch:{instrument}``. A repeated historical request is one
+  lookup.
+
+The cache never serves a stale bucket:
+
+* The open session (close in the future) is never cached: it is recomputed on every request (a
+  few hundred 1-minute rows at most). That is the "short TTL" of the open bucket, set to zero.
+* Bars can be corrected after the fact. A session holding a 1-minute bar with ``updated_at`` newer
+  than the refresh watermark is recomputed and not cached (``selectors.sessions_changed_after``,
+  one indexed query), and a range holding one is not served from the range level.
+* When the refresh (``services.rollups_refresh``) moves the watermark past a change, it first
+  deletes the session's token (hash ``tf:tok:{instrument}``: date -> random token) and gives the
+  instrument a new random epoch token. Readers create a fresh random token when none exists
+  (so an evicted token cannot resurrect old entries), and always read the watermark and check
+  for changes *before* they take the tokens, and take the tokens before they read PostgreSQL: an
+  entry is never older than the tokens it is stored under.
+
+Requests for custom timeframes are counted in ``tf:stats:{instrument}:{label}`` and flushed to
+``signal_custom_timeframes`` by the refresh task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import redis
+from django.conf import settings
+
+from signalsvc.core.calendar import Session
+from timeframes import selectors
+from timeframes.core.grammar import Timeframe
+from timeframes.render import bar_items
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+CACHE_TTL_SECONDS = int(getattr(settings, "TIMEFRAMES_CACHE_TTL_SECONDS", 7 * 86400))
+RANGE_TTL_SECONDS = int(getattr(settings, "TIMEFRAMES_RANGE_CACHE_TTL_SECONDS", 3600))
+LOCAL_CACHE_BYTES = int(getattr(settings, "TIMEFRAMES_LOCAL_CACHE_BYTES", 64 * 1024 * 1024))
+TOKEN_PREFIX = "tf:tok:"
+EPOCH_PREFIX = "tf:epoch:"
+ENTRY_PREFIX = "tf:bars:"
+RANGE_PREFIX = "tf:range:"
+STATS_PREFIX = "tf:stats:"
+_MAGIC = b"TFB2"
+_HEADER = struct.Struct("<4sII")  # magic, buckets, JSON bytes
+_FLOAT_FIELDS = ("open", "high", "low", "close", "volume", "oi")
+_EPOCH_BYTES = 16
+STATS_FLUSH_SECONDS = 5.0
+WATERMARK_MAX_AGE_SECONDS = 1.0  # an older watermark is safe for readers (see selectors.watermark_get)
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def redis_client() -> redis.Redis:
+    return _client(settings.REDIS_URL)
+
+
+def token_key(instrument_id: int) -> str:
+    return f"{TOKEN_PREFIX}{instrument_id}"
+
+
+def epoch_key(instrument_id: int) -> str:
+    return f"{EPOCH_PREFIX}{instrument_id}"
+
+
+def stats_key(instrument_id: int, label: str) -> str:
+    return f"{STATS_PREFIX}{instrument_id}:{label}"
+
+
+def _new_token() -> str:
+    return secrets.token_hex(_EPOCH_BYTES // 2)
+
+
+# -- blocks ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """Buckets (arrays as in ``selectors``), their JSON items each followed by a comma, and the byte
+    offset of each item (``len(offsets) == buckets + 1``)."""
+
+    bars: dict[str, np.ndarray]
+    items: bytes
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.bars["start"])
+
+
+def encode_block(block: Block) -> bytes:
+    n = len(block)
+    return b"".join(
+        (
+            _HEADER.pack(_MAGIC, n, len(block.items)),
+            np.stack(
+                [block.bars["start"].view(np.int64), block.bars["end"].view(np.int64), block.bars["count"]]
+            )
+            .astype("<i8")
+            .tobytes(),
+            np.stack([block.bars[f] for f in _FLOAT_FIELDS]).astype("<f8").tobytes(),
+            block.offsets.astype("<i8").tobytes(),
+            block.items,
+        )
+    )
+
+
+def decode_block(data: bytes | memoryview, offset: int = 0) -> Block | None:
+    """The block at ``offset`` of ``data``, or None for anything unreadable (treated as a miss)."""
+    if len(data) - offset < _HEADER.size:
+        return None
+    magic, n, json_len = _HEADER.unpack_from(data, offset)
+    pos = offset + _HEADER.size
+    if magic != _MAGIC or len(data) - pos != 8 * (9 * n + n + 1) + json_len:
+        return None
+    ints = np.frombuffer(data, dtype="<i8", count=3 * n, offset=pos).reshape(3, n)
+    floats = np.frombuffer(data, dtype="<f8", count=6 * n, offset=pos + 24 * n).reshape(6, n)
+    offsets = np.frombuffer(data, dtype="<i8", count=n + 1, offset=pos + 72 * n)
+    bars = {"start": ints[0].view(selectors.US), "end": ints[1].view(selectors.US)}
+    bars.update(zip(_FLOAT_FIELDS, floats, strict=True))
+    bars["count"] = ints[2]
+    items_at = pos + 80 * n + 8
+    return Block(bars=bars, items=bytes(data[items_at : items_at + json_len]), offsets=offsets)
+
+
+def _split(bars: dict[str, np.ndarray], sessions: Sequence[Session]) -> list[Block]:
+    """One rendered block per session (``bars`` sorted, every bucket inside one of ``sessions``)."""
+    items, offsets = bar_items(bars)
+    starts = bars["start"].view(np.int64)
+    opens = np.array([selectors.to_us(s.open) for s in sessions], dtype=np.int64)
+    closes = np.array([selectors.to_us(s.close) for s in sessions], dtype=np.int64)
+    los = np.searchsorted(starts, opens, side="left").tolist()
+    his = np.searchsorted(starts, closes, side="left").tolist()
+    blocks = []
+    for lo, hi in zip(los, his, strict=True):
+        a, b = int(offsets[lo]), int(offsets[hi])
+        blocks.append(
+            Block(
+                bars={k: v[lo:hi] for k, v in bars.items()},
+                items=items[a:b],
+                offsets=offsets[lo : hi + 1] - a,
+            )
+        )
+    return blocks
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def session_tokens(client: redis.Redis, instrument_id: int, dates: Sequence[dt.date]) -> list[str]:
+    """The current token of each session, creating missing ones (first writer wins)."""
+    if not dates:
+        return []
+    key = token_key(instrument_id)
+    fields = [d.isoformat() for d in dates]
+    values = client.hmget(key, fields)
+    missing = [i for i, v in enumerate(values) if v is None]
+    if missing:
+        pipe = client.pipeline(transaction=False)
+        for i in missing:
+            pipe.hsetnx(key, fields[i], _new_token())
+        pipe.expire(key, CACHE_TTL_SECONDS + 86400)
+        pipe.hmget(key, [fields[i] for i in missing])
+        for i, v in zip(missing, pipe.execute()[-1], strict=True):
+            values[i] = v
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _epoch(client: redis.Redis, instrument_id: int, current: bytes | None) -> bytes:
+    if current is not None:
+        return current
+    key = epoch_key(instrument_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, _new_token(), nx=True, ex=RANGE_TTL_SECONDS + 86400)
+    pipe.get(key)
+    return pipe.execute()[1]
+
+
+def sessions_invalidate(*, pairs: Sequence[tuple[int, dt.date]], client: redis.Redis | None = None) -> int:
+    """Forget the tokens of (instrument, session date) pairs and renew those instruments' epochs:
+    entries computed before are never read again (they expire by TTL). Called by the refresh
+    before it moves the watermark."""
+    if not pairs:
+        return 0
+    client = client or redis_client()
+    by_instrument: dict[int, list[str]] = {}
+    for instrument_id, day in pairs:
+        by_instrument.setdefault(instrument_id, []).append(day.isoformat())
+    pipe = client.pipeline(transaction=False)
+    for instrument_id, fields in by_instrument.items():
+        pipe.hdel(token_key(instrument_id), *fields)
+        pipe.set(epoch_key(instrument_id), _new_token(), ex=RANGE_TTL_SECONDS + 86400)
+    pipe.execute()
+    return len(pairs)
+
+
+# -- in-process tier of the range level -------------------------------------------------------------
+
+
+class _LocalLRU:
+    """A small LRU in this process, bounded in bytes, in front of Redis: a large range costs
+    milliseconds to move out of Redis (and to copy into a response), and a repeated request is
+    common. Keys always include the epoch token, so entries obey the same invalidation as Redis."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> object | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple, value: object, size: int) -> None:
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._entries[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+def _block_size(block: Block) -> int:
+    return len(block.items) + 80 * len(block) + 200
+
+
+local_ranges = _LocalLRU(LOCAL_CACHE_BYTES)
+
+
+# -- reads ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BarsRead:
+    """Bars whose bucket starts in the requested range: arrays, the JSON items (each followed by a
+    comma, no brackets) and where they came from (``source``: "range" cache, "sessions" (at least
+    one from the cache) or "database")."""
+
+    bars: dict[str, np.ndarray]
+    items_json: bytes
+    sessions_cached: int
+    sessions_computed: int
+    source: str
+    cache_key: tuple | None = None  # (range key, epoch) of a range-level hit: a stable identity
+
+    @property
+    def count(self) -> int:
+        return len(self.bars["start"])
+
+
+def _entry_key(instrument_id: int, label: str, day: dt.date, token: str) -> str:
+    return f"{ENTRY_PREFIX}{instrument_id}:{label}:{day.isoformat()}:{token}"
+
+
+def range_key(instrument_id: int, label: str, start: dt.datetime, end: dt.datetime) -> str:
+    return f"{RANGE_PREFIX}{instrument_id}:{label}:{selectors.to_us(start)}:{selectors.to_us(end)}"
+
+
+def bars_read(
+    *,
+    instrument_id: int,
+    timeframe: Timeframe,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime | None = None,
+    client: redis.Redis | None = None,
+) -> BarsRead:
+    """Bars of ``timeframe`` whose bucket starts in ``[start, end)``, exact and current, served from
+    Redis where it can be (see the module docstring), aggregated in PostgreSQL otherwise. When
+    Redis is unreachable the bars are aggregated in PostgreSQL without the cache."""
+    now = now or dt.datetime.now(UTC)
+    try:
+        return _bars_read(
+            instrument_id=instrument_id,
+            timeframe=timeframe,
+            start=start,
+            end=end,
+            now=now,
+            client=client or redis_client(),
+        )
+    except redis.RedisError as exc:
+        log.warning("bar cache unavailable (%s); reading PostgreSQL only", exc)
+    sessions = selectors.market_calendar().sessions_overlapping(start, end)
+    rollup = selectors.is_rollup_timeframe(timeframe)
+    watermark = selectors.watermark_get(tracker=timeframe.label) if rollup else None
+    if watermark is not None:
+        computed = selectors.bars_from_rollup(
+            instrument_id=instrument_id, timeframe=timeframe, sessions=sessions, watermark=watermark
+        )
+    else:
+        computed = selectors.bars_from_minutes(
+            instrument_id=instrument_id, timeframe=timeframe, sessions=sessions
+        )
+    result = _assemble(_split(computed, sessions), start, end)
+    return BarsRead(result.bars, result.items, 0, len(sessions), "database")
+
+
+def _bars_read(
+    *,
+    instrument_id: int,
+    timeframe: Timeframe,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    client: redis.Redis,
+) -> BarsRead:
+    label = timeframe.label
+    sessions = selectors.market_calendar().sessions_overlapping(start, end)
+    rollup = selectors.is_rollup_timeframe(timeframe)
+    watermark = selectors.watermark_get(
+        tracker=label if rollup else selectors.CACHE_TRACKER, max_age=WATERMARK_MAX_AGE_SECONDS
+    )
+    closed = [s for s in sessions if s.close <= now] if watermark is not None else []
+    changed = (
+        selectors.sessions_changed_after(instrument_id=instrument_id, sessions=closed, watermark=watermark)
+        if closed
+        else set()
+    )
+    whole_range = bool(sessions) and len(closed) == len(sessions) and not changed
+
+    epoch = None
+    if whole_range:
+        rkey = range_key(instrument_id, label, start, end)
+        epoch = _epoch(client, instrument_id, client.get(epoch_key(instrument_id)))
+        block = local_ranges.get((rkey, epoch))
+        if block is None:
+            raw = client.get(rkey)
+            if raw is not None and raw[:_EPOCH_BYTES] == epoch:
+                block = decode_block(memoryview(raw), _EPOCH_BYTES)
+                if block is not None:
+                    local_ranges.put((rkey, epoch), block, _block_size(block))
+        if block is not None:
+            if not timeframe.is_standard:
+                _stats.add(instrument_id, timeframe.label, now, cached=len(sessions), computed=0)
+                if _stats.due():
+                    stats_flush(client)
+            return BarsRead(block.bars, block.items, len(sessions), 0, "range", (rkey, epoch))
+
+    cacheable = [s for s in closed if s.date not in changed]
+    tokens = session_tokens(client, instrument_id, [s.date for s in cacheable])
+    keys = {
+        s.date: _entry_key(instrument_id, label, s.date, t) for s, t in zip(cacheable, tokens, strict=True)
+    }
+    blocks: dict[dt.date, Block] = {}
+    if keys:
+        for day, raw in zip(keys, client.mget(list(keys.values())), strict=True):
+            block = decode_block(raw) if raw is not None else None
+            if block is not None:
+                blocks[day] = block
+
+    needed = [s for s in sessions if s.date not in blocks]
+    fresh: dict[dt.date, Block] = {}
+    if needed:
+        if rollup and watermark is not None:
+            computed = selectors.bars_from_rollup(
+                instrument_id=instrument_id, timeframe=timeframe, sessions=needed, watermark=watermark
+            )
+        else:
+            computed = selectors.bars_from_minutes(
+                instrument_id=instrument_id, timeframe=timeframe, sessions=needed
+            )
+        fresh = dict(zip((s.date for s in needed), _split(computed, needed), strict=True))
+
+    result = _assemble([blocks.get(s.date) or fresh[s.date] for s in sessions], start, end)
+    pipe = client.pipeline(transaction=False)
+    for day, block in fresh.items():
+        if day in keys:
+            pipe.set(keys[day], encode_block(block), ex=CACHE_TTL_SECONDS)
+    if epoch is not None:
+        pipe.set(rkey, epoch + encode_block(result), ex=RANGE_TTL_SECONDS)
+        local_ranges.put((rkey, epoch), result, _block_size(result))
+    if not timeframe.is_standard:
+        _stats.add(instrument_id, timeframe.label, now, cached=len(blocks), computed=len(needed))
+        if _stats.due():
+            _stats.write(pipe)
+    if len(pipe):
+        pipe.execute()
+    source = "sessions" if blocks else "database"
+    return BarsRead(result.bars, result.items, len(blocks), len(needed), source)
+
+
+def _assemble(blocks: Sequence[Block], start: dt.datetime, end: dt.datetime) -> Block:
+    """Concatenate session blocks (in order) and keep the buckets starting in ``[start, end)``."""
+    blocks = [b for b in blocks if len(b)]
+    if not blocks:
+        return Block(selectors.empty_bars(), b"", np.zeros(1, dtype=np.int64))
+    bars = {k: np.concatenate([b.bars[k] for b in blocks]) for k in selectors.BAR_FIELDS}
+    items = b"".join(b.items for b in blocks)
+    sizes = np.array([len(b.items) for b in blocks], dtype=np.int64)
+    bases = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    offsets = np.concatenate(
+        [b.offsets[:-1] + base for b, base in zip(blocks, bases, strict=True)] + [[len(items)]]
+    )
+    starts = bars["start"].view(np.int64)
+    lo, hi = np.searchsorted(starts, [selectors.to_us(start), selectors.to_us(end)], side="left").tolist()
+    if lo == 0 and hi == len(starts):
+        return Block(bars, items, offsets)
+    a, b = int(offsets[lo]), int(offsets[hi])
+    return Block({k: v[lo:hi] for k, v in bars.items()}, items[a:b], offsets[lo : hi + 1] - a)
+
+
+class _StatsBuffer:
+    """Request counters of custom timeframes, summed in this process and written to Redis
+    (``tf:stats:*``) at most every ``STATS_FLUSH_SECONDS`` (within a request's own pipeline when
+    it has one), so a cached read costs no extra round trip. Counts of a process killed in
+    between are lost: they are usage statistics, not data."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[int, str], list] = {}
+        self._since = time.monotonic()
+
+    def add(self, instrument_id: int, label: str, now: dt.datetime, *, cached: int, computed: int) -> None:
+        with self._lock:
+            entry = self._counts.get((instrument_id, label))
+            if entry is None:
+                self._counts[(instrument_id, label)] = [1, cached, computed, now, now]
+            else:
+                entry[0] += 1
+                entry[1] += cached
+                entry[2] += computed
+                entry[4] = now
+
+    def due(self) -> bool:
+        return time.monotonic() - self._since >= STATS_FLUSH_SECONDS or len(self._counts) >= 1000
+
+    def write(self, pipe: redis.client.Pipeline) -> None:
+        with self._lock:
+            counts, self._counts, self._since = self._counts, {}, time.monotonic()
+        for (instrument_id, label), (requests, cached, computed, first, last) in counts.items():
+            key = stats_key(instrument_id, label)
+            pipe.hincrby(key, "requests", requests)
+            pipe.hincrby(key, "cached", cached)
+            pipe.hincrby(key, "computed", computed)
+            pipe.hsetnx(key, "first", first.isoformat())
+            pipe.hset(key, "last", last.isoformat())
+
+
+_stats = _StatsBuffer()
+
+
+def stats_flush(client: redis.Redis | None = None) -> None:
+    """Write this process's buffered request counters to Redis now."""
+    pipe = (client or redis_client()).pipeline(transaction=False)
+    _stats.write(pipe)
+    if len(pipe):
+        pipe.execute()
+
+
+def stats_drain(client: redis.Redis | None = None, limit: int = 10_000) -> list[dict]:
+    """Take (read and delete, atomically per key) the request counters of custom timeframes."""
+    client = client or redis_client()
+    out = []
+    for raw_key in client.scan_iter(match=f"{STATS_PREFIX}*", count=1000):
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+        pipe = client.pipeline(transaction=True)
+        pipe.hgetall(key)
+        pipe.delete(key)
+        values, _ = pipe.execute()
+        if not values:
+            continue
+        fields = {k.decode(): v.decode() for k, v in values.items()}
+        _, instrument_id, label = key.rsplit(":", 2)
+        out.append(
+            {
+                "instrument_id": int(instrument_id),
+                "timeframe": label,
+                "requests": int(fields.get("requests", 0)),
+                "cached": int(fields.get("cached", 0)),
+                "computed": int(fields.get("computed", 0)),
+                "first": dt.datetime.fromisoformat(fields["first"]) if "first" in fields else None,
+                "last": dt.datetime.fromisoformat(fields["last"]) if "last" in fields else None,
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out

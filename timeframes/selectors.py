@@ -1,0 +1,507 @@
+"""Reads of the timeframes app: session-anchored aggregation in PostgreSQL (SPEC §8).
+
+Buckets are computed in the database by joining each 1-minute row to its session (an ``unnest``
+of the sessions from the market calendar, only those the range needs) and binning with
+``date_bin`` from that session's open (``timeframes.core.buckets.sql_bucket_expression``): the
+bucket starts at ``open + floor((ts - open)/N)*N`` and ends at ``least(start + N, close)``; ``1d``
+is the session. OHLC = first/max/min/last, volume summed, oi = last non-NULL. A bucket is
+returned when its start lies in ``[start, end)``, and it always holds all its 1-minute bars (the
+last bucket may reach past ``end``); rows outside every session are ignored.
+
+Results travel as one row of ``bytea`` columns (``timestamptz_send``/``float8send`` aggregated with
+``string_agg``) decoded with ``numpy.frombuffer``: no per-row Python objects on the hot path.
+
+Arrays returned by the bar selectors (a ``dict``): ``start``/``end`` ``datetime64[us]`` (UTC), ``open
+high low close volume oi`` float64 (``oi`` NaN when no bar of the bucket has one), ``count`` int64
+(1-minute bars in the bucket), sorted by ``start``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+
+from signalsvc.core.calendar import MarketCalendar, Session, get_calendar
+from timeframes.core.buckets import sql_bucket_expression
+from timeframes.core.grammar import Timeframe, parse_timeframe
+
+UTC = dt.UTC
+US = np.dtype("datetime64[us]")
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 (PostgreSQL's binary timestamp epoch) in Unix µs
+BAR_FIELDS = ("start", "end", "open", "high", "low", "close", "volume", "oi", "count")
+ROLLUP_TIMEFRAMES = ("5m", "15m", "30m", "1h", "4h", "1d")  # standard timeframes kept as rollups
+CACHE_TRACKER = "cache"  # watermark row of the Redis bar cache's invalidation
+GREEK_VALUE_FIELDS = (
+    "iv", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm", "option_price", "underlying_price",
+)  # fmt: skip
+
+
+def market_calendar() -> MarketCalendar:
+    return get_calendar(settings.MARKET_CALENDAR)
+
+
+def timeframe_parse(text: object) -> Timeframe:
+    """``parse_timeframe`` with the calendar's session length as the longest intraday timeframe."""
+    return parse_timeframe(text, max_minutes=market_calendar().session_minutes)
+
+
+def is_rollup_timeframe(timeframe: Timeframe) -> bool:
+    return timeframe.label in ROLLUP_TIMEFRAMES
+
+
+# -- SQL building blocks -------------------------------------------------------------------------
+
+SESSIONS_CTE = (
+    "s(sd, so, sc) AS (SELECT * FROM unnest(%(s_dates)s::date[], %(s_opens)s::timestamptz[], "
+    "%(s_closes)s::timestamptz[]))"
+)
+
+# Aggregates of the 1-minute rows ``b`` of one bucket.
+BAR_AGGREGATES = """
+    (array_agg(b.open ORDER BY b.ts))[1] AS open, max(b.high) AS high, min(b.low) AS low,
+    (array_agg(b.close ORDER BY b.ts DESC))[1] AS close, sum(b.volume) AS volume,
+    (array_agg(b.oi ORDER BY b.ts DESC) FILTER (WHERE b.oi IS NOT NULL))[1] AS oi, count(*)::int AS bars
+"""
+
+# One row of bytea columns from rows (bs, be, open, high, low, close, volume, oi, bars). The
+# string_aggs of one aggregate node consume the same rows in the same order, so the columns stay
+# aligned; the order itself is not guaranteed without ORDER BY, so the decoder sorts by start.
+_AS_BLOBS = """
+SELECT string_agg(timestamptz_send(x.bs), ''), string_agg(timestamptz_send(x.be), ''),
+       string_agg(float8send(x.open), ''), string_agg(float8send(x.high), ''),
+       string_agg(float8send(x.low), ''), string_agg(float8send(x.close), ''),
+       string_agg(float8send(x.volume), ''), string_agg(float8send(coalesce(x.oi, 'NaN')), ''),
+       string_agg(int4send(x.bars), '')
+FROM ({inner}) x
+"""
+
+
+def session_params(sessions: Sequence[Session]) -> dict:
+    return {
+        "s_dates": [s.date for s in sessions],
+        "s_opens": [s.open for s in sessions],
+        "s_closes": [s.close for s in sessions],
+    }
+
+
+# Sessions keyed by the local calendar day holding them, for scans over many instruments: a hash
+# join on date_bin('1 day', ts, local midnight) instead of a range join per session.
+DAY_SESSIONS_CTE = (
+    "s(sd, sday, so, sc) AS (SELECT * FROM unnest(%(s_dates)s::date[], %(s_days)s::timestamptz[], "
+    "%(s_opens)s::timestamptz[], %(s_closes)s::timestamptz[]))"
+)
+DAY_JOIN = "JOIN s ON s.sday = date_bin('1 day', b.ts, %(day_origin)s) AND b.ts >= s.so AND b.ts < s.sc"
+RANGE_JOIN = "JOIN s ON b.ts >= s.so AND b.ts < s.sc"
+
+
+def day_session_params(sessions: Sequence[Session]) -> tuple[dict, str]:
+    """Parameters for ``DAY_SESSIONS_CTE`` and the join to use: ``DAY_JOIN`` when every session lies
+    within one local day of a fixed UTC offset (NSE, NSE-DEMO), else ``RANGE_JOIN``."""
+    tz = market_calendar().timezone
+    origin = dt.datetime(2000, 1, 1, tzinfo=tz)
+    day = dt.timedelta(days=1)
+    days = [origin + ((s.open - origin) // day) * day for s in sessions]
+    aligned = all(
+        d == dt.datetime.combine(s.date, dt.time(0), tzinfo=tz)
+        and s.close - d <= day
+        and d.utcoffset() == origin.utcoffset()
+        for s, d in zip(sessions, days, strict=True)
+    )
+    params = {**session_params(sessions), "s_days": days, "day_origin": origin}
+    return params, DAY_JOIN if aligned else RANGE_JOIN
+
+
+def _span(sessions: Sequence[Session]) -> tuple[dt.datetime, dt.datetime]:
+    return min(s.open for s in sessions), max(s.close for s in sessions)
+
+
+def empty_bars() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {"start": np.empty(0, US), "end": np.empty(0, US)}
+    for field in ("open", "high", "low", "close", "volume", "oi"):
+        out[field] = np.empty(0, np.float64)
+    out["count"] = np.empty(0, np.int64)
+    return out
+
+
+def _ts(blob: bytes) -> np.ndarray:
+    return (np.frombuffer(blob, ">i8").astype(np.int64) + PG_EPOCH_US).view(US)
+
+
+def _decode_bars(row: Sequence[bytes | None] | None) -> dict[str, np.ndarray]:
+    if row is None or row[0] is None:
+        return empty_bars()
+    out = {"start": _ts(row[0]), "end": _ts(row[1])}
+    for field, blob in zip(("open", "high", "low", "close", "volume", "oi"), row[2:8], strict=True):
+        out[field] = np.frombuffer(blob, ">f8").astype(np.float64)
+    out["count"] = np.frombuffer(row[8], ">i4").astype(np.int64)
+    order = np.argsort(out["start"].view(np.int64), kind="stable")
+    if not (order == np.arange(len(order))).all():
+        out = {k: v[order] for k, v in out.items()}
+    return out
+
+
+def _fetch_one(sql: str, params: dict) -> tuple | None:
+    # JIT compilation costs far more than these queries run (the planner overestimates the
+    # session join); it is switched off for the transaction only.
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL work_mem = '64MB'")
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+def filter_range(bars: dict[str, np.ndarray], start: dt.datetime, end: dt.datetime) -> dict[str, np.ndarray]:
+    """Buckets whose start lies in ``[start, end)``."""
+    s = bars["start"].view(np.int64)
+    lo, hi = np.searchsorted(s, [to_us(start), to_us(end)], side="left")
+    if lo == 0 and hi == len(s):
+        return bars
+    return {k: v[lo:hi] for k, v in bars.items()}
+
+
+def to_us(value: dt.datetime) -> int:
+    return (value - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
+
+
+# -- bars ------------------------------------------------------------------------------------------
+
+
+def bars_from_minutes(*, instrument_id: int, timeframe: Timeframe, sessions: Sequence[Session]) -> dict:
+    """Every bucket of ``sessions`` aggregated from ``market_bar_1m`` (one query)."""
+    if not sessions:
+        return empty_bars()
+    bs, be = sql_bucket_expression(timeframe, "b.ts", "s.so", "s.sc")
+    if timeframe.minutes == 1:
+        inner = (
+            f"SELECT {bs} AS bs, {be} AS be, b.open, b.high, b.low, b.close, b.volume, b.oi, 1 AS bars "
+            "FROM market_bar_1m b JOIN s ON b.ts >= s.so AND b.ts < s.sc "
+            "WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s"
+        )
+    else:
+        inner = (
+            f"SELECT {bs} AS bs, {be} AS be, {BAR_AGGREGATES} "
+            "FROM market_bar_1m b JOIN s ON b.ts >= s.so AND b.ts < s.sc "
+            "WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s GROUP BY 1, 2"
+        )
+    lo, hi = _span(sessions)
+    sql = f"WITH {SESSIONS_CTE} " + _AS_BLOBS.format(inner=inner)
+    return _decode_bars(
+        _fetch_one(sql, {"iid": instrument_id, "lo": lo, "hi": hi, **session_params(sessions)})
+    )
+
+
+def bars_from_rollup(
+    *, instrument_id: int, timeframe: Timeframe, sessions: Sequence[Session], watermark: dt.datetime
+) -> dict:
+    """Every bucket of ``sessions`` from the rollup table, except the buckets holding a 1-minute
+    bar changed after ``watermark`` (written or corrected since the last refresh): those are
+    aggregated from ``market_bar_1m`` in the same query, so the result is always current."""
+    if not sessions:
+        return empty_bars()
+    bs, be = sql_bucket_expression(timeframe, "b.ts", "s.so", "s.sc")
+    sql = f"""
+    WITH {SESSIONS_CTE},
+    d AS (
+        SELECT DISTINCT {bs} AS bs, {be} AS be
+        FROM market_bar_1m b JOIN s ON b.ts >= s.so AND b.ts < s.sc
+        WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s AND b.updated_at > %(w)s
+    ),
+    f AS (
+        SELECT d.bs, d.be, x.*
+        FROM d CROSS JOIN LATERAL (
+            SELECT {BAR_AGGREGATES}
+            FROM market_bar_1m b WHERE b.instrument_id = %(iid)s AND b.ts >= d.bs AND b.ts < d.be
+        ) x
+        WHERE x.bars > 0
+    ),
+    r AS (
+        SELECT r.bucket_start AS bs, r.bucket_end AS be, r.open, r.high, r.low, r.close, r.volume, r.oi, r.bars
+        FROM timeframe_rollup r
+        WHERE r.instrument_id = %(iid)s AND r.timeframe = %(tf)s
+          AND r.bucket_start >= %(lo)s AND r.bucket_start < %(hi)s
+          AND r.session_date = ANY(%(s_dates)s::date[])
+          AND NOT EXISTS (SELECT 1 FROM d WHERE d.bs = r.bucket_start)
+    )
+    """ + _AS_BLOBS.format(inner="SELECT * FROM f UNION ALL SELECT * FROM r")
+    lo, hi = _span(sessions)
+    params = {
+        "iid": instrument_id,
+        "lo": lo,
+        "hi": hi,
+        "w": watermark,
+        "tf": timeframe.label,
+        **session_params(sessions),
+    }
+    return _decode_bars(_fetch_one(sql, params))
+
+
+def watermark_get(*, tracker: str, max_age: float = 0.0) -> dt.datetime | None:
+    """The tracker's watermark (see models.RollupWatermark); None before its first refresh.
+
+    ``max_age`` > 0 accepts a value this process read at most that many seconds ago. An older
+    watermark is always safe for readers (more buckets count as changed and are recomputed);
+    the refresh forgets the remembered values when it commits in this process."""
+    if max_age > 0:
+        remembered = _watermarks.get(tracker)
+        if remembered is not None and time.monotonic() - remembered[1] <= max_age:
+            return remembered[0]
+    fetched_at = time.monotonic()
+    with connection.cursor() as cur:
+        cur.execute("SELECT watermark FROM timeframe_rollup_watermark WHERE timeframe = %s", [tracker])
+        row = cur.fetchone()
+    value = row[0] if row else None
+    _watermarks[tracker] = (value, fetched_at)
+    return value
+
+
+_watermarks: dict[str, tuple[dt.datetime | None, float]] = {}
+
+
+def watermarks_forget() -> None:
+    _watermarks.clear()
+
+
+def sessions_changed_after(
+    *, instrument_id: int, sessions: Sequence[Session], watermark: dt.datetime
+) -> set[dt.date]:
+    """Trading dates of ``sessions`` holding a 1-minute bar with ``updated_at > watermark``.
+
+    One query through the ``market_bar_1m (updated_at)`` index, reduced to one (first, last) pair
+    per local calendar day; every session overlapping such a span counts as changed (a superset
+    when a day holds two sessions, which only costs a recomputation)."""
+    if not sessions:
+        return set()
+    lo, hi = _span(sessions)
+    origin = dt.datetime(2000, 1, 1, tzinfo=market_calendar().timezone)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT min(ts), max(ts) FROM market_bar_1m "
+            "WHERE instrument_id = %s AND ts >= %s AND ts < %s AND updated_at > %s "
+            "GROUP BY date_bin('1 day', ts, %s)",
+            [instrument_id, lo, hi, watermark, origin],
+        )
+        spans = cur.fetchall()
+    return {s.date for s in sessions if any(s.open <= last and first < s.close for first, last in spans)}
+
+
+def bars_at(*, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end: dt.datetime) -> dict:
+    """Bars of ``timeframe`` whose bucket starts in ``[start, end)``, straight from PostgreSQL
+    (no cache): rollup rows plus the changed buckets for a standard timeframe, an aggregation of
+    the 1-minute bars otherwise. Always current."""
+    sessions = market_calendar().sessions_overlapping(start, end)
+    if not sessions:
+        return empty_bars()
+    watermark = watermark_get(tracker=timeframe.label) if is_rollup_timeframe(timeframe) else None
+    if watermark is None:
+        bars = bars_from_minutes(instrument_id=instrument_id, timeframe=timeframe, sessions=sessions)
+    else:
+        bars = bars_from_rollup(
+            instrument_id=instrument_id, timeframe=timeframe, sessions=sessions, watermark=watermark
+        )
+    return filter_range(bars, start, end)
+
+
+def bars_data_range(*, instrument_id: int) -> tuple[dt.datetime | None, dt.datetime | None, int]:
+    """First and last 1-minute bar held for an instrument, and how many."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT min(ts), max(ts), count(*) FROM market_bar_1m WHERE instrument_id = %s", [instrument_id]
+        )
+        first, last, count = cur.fetchone()
+    return first, last, int(count)
+
+
+def latest_bar_ts(*, instrument_id: int, before: dt.datetime | None = None) -> dt.datetime | None:
+    """Time of the instrument's most recent 1-minute bar (before ``before`` when given)."""
+    sql = "SELECT ts FROM market_bar_1m WHERE instrument_id = %s"
+    params: list = [instrument_id]
+    if before is not None:
+        sql += " AND ts < %s"
+        params.append(before)
+    with connection.cursor() as cur:
+        cur.execute(sql + " ORDER BY ts DESC LIMIT 1", params)
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def earliest_bar_ts(*, instrument_id: int) -> dt.datetime | None:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT ts FROM market_bar_1m WHERE instrument_id = %s ORDER BY ts LIMIT 1", [instrument_id]
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+# -- Greeks series -------------------------------------------------------------------------------
+
+_OPTION_META = ("model", "forward", "forward_source", "price_source", "time_to_expiry", "source_ts")
+
+
+def _series_aggregate(column: str, agg: str) -> str:
+    if agg == "mean":
+        return f"avg(m.{column})"
+    return f"(array_agg(m.{column} ORDER BY m.ts DESC) FILTER (WHERE m.{column} IS NOT NULL))[1]"
+
+
+def _last(column: str) -> str:
+    return f"(array_agg(m.{column} ORDER BY m.ts DESC))[1]"
+
+
+def _bucketed_series(
+    *,
+    minute_sql: str,
+    value_columns: Sequence[str],
+    meta_columns: Sequence[str],
+    timeframe: Timeframe,
+    agg: str,
+    sessions: Sequence[Session],
+    params: dict,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> list[dict]:
+    """Bucket the per-minute rows of ``minute_sql`` (columns ``ts`` + value and meta columns):
+    each value column = its last non-NULL observation (``agg="last"``) or the mean of the non-NULL
+    ones (``agg="mean"``); each meta column = the bucket's last observation."""
+    if agg not in ("last", "mean"):
+        raise ValueError(f"agg must be 'last' or 'mean', got {agg!r}")
+    bs, be = sql_bucket_expression(timeframe, "m.ts", "s.so", "s.sc")
+    values = ", ".join(f"{_series_aggregate(c, agg)} AS {c}" for c in value_columns)
+    metas = ", ".join(f"{_last(c)} AS {c}" for c in meta_columns)
+    sql = f"""
+    WITH {SESSIONS_CTE}, m AS ({minute_sql})
+    SELECT * FROM (
+        SELECT {bs} AS bucket_start, {be} AS bucket_end, count(*) AS observations, {values}, {metas}
+        FROM m JOIN s ON m.ts >= s.so AND m.ts < s.sc
+        GROUP BY 1, 2
+    ) q
+    WHERE q.bucket_start >= %(start)s AND q.bucket_start < %(end)s
+    ORDER BY q.bucket_start
+    """
+    lo, hi = _span(sessions)
+    all_params = {**params, "lo": lo, "hi": hi, "start": start, "end": end, **session_params(sessions)}
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL jit = off")
+        cur.execute(sql, all_params)
+        names = [c.name for c in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def option_series_at(
+    *, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end: dt.datetime, agg: str = "last"
+) -> list[dict]:
+    """IV and Greeks of one option per bucket (dicts: bucket_start, bucket_end, observations, the
+    value fields of ``GREEK_VALUE_FIELDS`` and the metadata of the bucket's last minute)."""
+    sessions = market_calendar().sessions_overlapping(start, end)
+    if not sessions:
+        return []
+    minute_sql = (
+        f"SELECT ts, {', '.join(GREEK_VALUE_FIELDS)}, {', '.join(_OPTION_META)} FROM greeks_option_1m "
+        "WHERE instrument_id = %(iid)s AND ts >= %(lo)s AND ts < %(hi)s"
+    )
+    return _bucketed_series(
+        minute_sql=minute_sql,
+        value_columns=GREEK_VALUE_FIELDS,
+        meta_columns=_OPTION_META,
+        timeframe=timeframe,
+        agg=agg,
+        sessions=sessions,
+        params={"iid": instrument_id},
+        start=start,
+        end=end,
+    )
+
+
+def series_at(
+    *, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end: dt.datetime, agg: str = "last"
+) -> list[dict]:
+    """Greeks series of an option (``option_series_at``); for an underlying see ``atm_series_at``."""
+    return option_series_at(instrument_id=instrument_id, timeframe=timeframe, start=start, end=end, agg=agg)
+
+
+ATM_SIDE_FIELDS = (
+    "iv", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm", "option_price",
+)  # fmt: skip
+_ATM_META = ("expiry", "atm_strike", "forward", "model", "call_instrument_id", "put_instrument_id")
+
+
+def atm_value_columns() -> tuple[str, ...]:
+    return (
+        *GREEK_VALUE_FIELDS,
+        *(f"call_{f}" for f in ATM_SIDE_FIELDS),
+        *(f"put_{f}" for f in ATM_SIDE_FIELDS),
+    )
+
+
+def atm_series_at(
+    *,
+    underlying_id: int,
+    timeframe: Timeframe,
+    start: dt.datetime,
+    end: dt.datetime,
+    agg: str = "last",
+    expiry: dt.date | None = None,
+) -> list[dict]:
+    """The at-the-money series of an underlying, per bucket.
+
+    At each minute: the expiry is the nearest one not yet expired at that minute (expiry date >=
+    the minute's date in the market time zone), or ``expiry`` when given; the ATM strike is the
+    listed strike of that expiry nearest the chain's forward (tie: the lower strike), listed
+    meaning it has a row that minute. The value fields are the mean of the call's and the put's
+    (``iv`` = mean of call and put IV; either side alone when the other has no value), and
+    ``call_*``/``put_*`` hold each side. Then bucketed like an option series.
+    """
+    sessions = market_calendar().sessions_overlapping(start, end)
+    if not sessions:
+        return []
+    side = ", ".join(
+        f"c.{f} AS call_{f}, p.{f} AS put_{f}, (SELECT avg(v) FROM (VALUES (c.{f}), (p.{f})) t(v)) AS {f}"
+        for f in ATM_SIDE_FIELDS
+    )
+    minute_sql = f"""
+        WITH g AS (
+            SELECT instrument_id, ts, expiry, strike, option_type, forward, model, underlying_price,
+                   {", ".join(ATM_SIDE_FIELDS)}
+            FROM greeks_option_1m
+            WHERE underlying_id = %(uid)s AND ts >= %(lo)s AND ts < %(hi)s
+              AND expiry >= (ts AT TIME ZONE %(tz)s)::date
+              AND (%(expiry)s::date IS NULL OR expiry = %(expiry)s::date)
+        ),
+        front AS (
+            SELECT g.ts, min(g.expiry) AS expiry FROM g GROUP BY g.ts
+        ),
+        chain AS (
+            SELECT g.ts, g.expiry, max(g.forward) AS forward
+            FROM g JOIN front USING (ts, expiry) GROUP BY g.ts, g.expiry
+        ),
+        atm AS (
+            SELECT DISTINCT ON (g.ts) g.ts, g.expiry, g.strike, chain.forward
+            FROM g JOIN chain USING (ts, expiry)
+            WHERE chain.forward IS NOT NULL
+            ORDER BY g.ts, abs(g.strike - chain.forward), g.strike
+        )
+        SELECT a.ts, a.expiry, a.strike AS atm_strike, a.forward,
+               coalesce(c.model, p.model) AS model,
+               coalesce(c.underlying_price, p.underlying_price) AS underlying_price,
+               c.instrument_id AS call_instrument_id, p.instrument_id AS put_instrument_id,
+               {side}
+        FROM atm a
+        LEFT JOIN g c ON c.ts = a.ts AND c.expiry = a.expiry AND c.strike = a.strike AND c.option_type = 'call'
+        LEFT JOIN g p ON p.ts = a.ts AND p.expiry = a.expiry AND p.strike = a.strike AND p.option_type = 'put'
+    """
+    return _bucketed_series(
+        minute_sql=minute_sql,
+        value_columns=atm_value_columns(),
+        meta_columns=_ATM_META,
+        timeframe=timeframe,
+        agg=agg,
+        sessions=sessions,
+        params={"uid": underlying_id, "tz": settings.MARKET_TIMEZONE, "expiry": expiry},
+        start=start,
+        end=end,
+    )
