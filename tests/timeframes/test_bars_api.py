@@ -253,7 +253,7 @@ def test_available_timeframes_bad_keys(api, db, key, status, code):
             "0001-01-01",
             "0001-01-02",
             "invalid_parameter",
-            "start_time/end_time out of range: times must lie between 1971-01-01 and 2199-01-01",
+            "start_time='0001-01-01' is out of range",
         ),
     ],
 )
