@@ -113,3 +113,30 @@ def test_prometheus_metrics(api, make_instruments):
 
 def test_method_not_allowed_is_json(api):
     assert_error(api.delete("/api/v2/health/live"), 405, "method_not_allowed")
+
+
+def test_an_unexpected_exception_still_leaves_as_the_error_json(rf):
+    """A 500 is a bug, but even then the client gets the error shape, not an HTML page."""
+    from rest_framework.views import APIView
+
+    class Broken(APIView):
+        permission_classes = []
+        throttle_classes = []
+
+        def get(self, request):
+            raise RuntimeError("boom")
+
+    response = Broken.as_view()(rf.get("/x"))
+    assert response.status_code == 500
+    assert response.data == {
+        "error": {"code": "internal_error", "message": "internal error; it has been logged", "details": {}}
+    }
+
+
+def test_django_level_404_and_500_handlers_are_json(rf):
+    from signalsvc.api.errors import handler404, handler500
+
+    assert handler404(rf.get("/nope")).status_code == 404
+    response = handler500(rf.get("/x"))
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
