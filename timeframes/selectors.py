@@ -4,9 +4,9 @@ Buckets are computed in the database by joining each 1-minute row to its session
 of the sessions from the market calendar, only those the range needs) and binning with
 ``date_bin`` from that session's open (``timeframes.core.buckets.sql_bucket_expression``): the
 bucket starts at ``open + floor((ts - open)/N)*N`` and ends at ``least(start + N, close)``; ``1d``
-is the session. OHLC = first/max/min/last, volume summed, oi = last non-NULL. A bucket is
-returned when its start lies in ``[start, end)``, and it always holds all its 1-minute bars (the
-last bucket may reach past ``end``); rows outside every session are ignored.
+is the session. OHLC = first/max/min/last, volume summed, oi = last non-NULL (``BAR_AGGREGATES``).
+A bucket is returned when its start lies in ``[start, end)``, and it always holds all its 1-minute
+bars (the last bucket may reach past ``end``); rows outside every session are ignored.
 
 Results travel as one row of ``bytea`` columns (``timestamptz_send``/``float8send`` aggregated with
 ``string_agg``) decoded with ``numpy.frombuffer``: no per-row Python objects on the hot path.
@@ -61,11 +61,18 @@ SESSIONS_CTE = (
     "%(s_closes)s::timestamptz[]))"
 )
 
-# Aggregates of the 1-minute rows ``b`` of one bucket.
+# Aggregates of the 1-minute rows ``b`` of one bucket. First/last = the value in the least/greatest
+# of ARRAY[epoch seconds of ts, value]: ``date_part('epoch', ts)`` is a float8 that keeps distinct
+# microsecond timestamps distinct and ordered (its spacing is < 1 µs until 2200) and ts is unique
+# per instrument, so the comparison is decided by the time alone. Unlike ``array_agg(... ORDER BY
+# ts)`` (PostgreSQL 15 sorts every group of an ordered aggregate separately, and such aggregates
+# cannot run in parallel), these are plain combinable aggregates: the planner can aggregate
+# partially in its parallel workers.
 BAR_AGGREGATES = """
-    (array_agg(b.open ORDER BY b.ts))[1] AS open, max(b.high) AS high, min(b.low) AS low,
-    (array_agg(b.close ORDER BY b.ts DESC))[1] AS close, sum(b.volume) AS volume,
-    (array_agg(b.oi ORDER BY b.ts DESC) FILTER (WHERE b.oi IS NOT NULL))[1] AS oi, count(*)::int AS bars
+    (min(ARRAY[date_part('epoch', b.ts), b.open]))[2] AS open, max(b.high) AS high, min(b.low) AS low,
+    (max(ARRAY[date_part('epoch', b.ts), b.close]))[2] AS close, sum(b.volume) AS volume,
+    (max(ARRAY[date_part('epoch', b.ts), b.oi]) FILTER (WHERE b.oi IS NOT NULL))[2] AS oi,
+    count(*)::int AS bars
 """
 
 # One row of bytea columns from rows (bs, be, open, high, low, close, volume, oi, bars). The
