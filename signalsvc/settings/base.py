@@ -111,6 +111,10 @@ MARKET_TIMEZONE = "Asia/Kolkata"
 # "NSE": real sessions and holidays (pandas_market_calendars). "NSE-DEMO": every day is a session,
 # so the simulated market is live at any hour (make run sets it).
 MARKET_CALENDAR = env.str("MARKET_CALENDAR", default="NSE")
+if MARKET_CALENDAR not in ("NSE", "NSE-DEMO"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"MARKET_CALENDAR must be NSE or NSE-DEMO, not {MARKET_CALENDAR!r}")
 MARKET_DATA_STREAM = env.str("MARKET_DATA_STREAM", default="md:ticks")
 MARKET_DATA_DEAD_LETTER_STREAM = env.str("MARKET_DATA_DEAD_LETTER_STREAM", default="md:ticks:dead")
 MARKET_DATA_GROUP = env.str("MARKET_DATA_GROUP", default="ingest")
@@ -129,6 +133,10 @@ SIMULATOR_TRUTH_FILE = env.str(
 
 # --- Greeks -------------------------------------------------------------------------------------
 GREEKS_MODEL = env.str("GREEKS_MODEL", default="black76")
+if GREEKS_MODEL not in ("black76", "black_scholes"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"GREEKS_MODEL must be black76 or black_scholes, not {GREEKS_MODEL!r}")
 RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.065)
 DIVIDEND_YIELD = env.float("DIVIDEND_YIELD", default=0.0)
 GREEKS_RETENTION_DAYS = env.int("GREEKS_RETENTION_DAYS", default=90)
