@@ -78,14 +78,7 @@ LATEST = dt.datetime(2199, 1, 1, tzinfo=dt.UTC)
 def range_from(query) -> tuple[dt.datetime, dt.datetime]:
     """``start_time``/``end_time`` (``parse_range``: naive = market time, end after start, at most
     API_HISTORICAL_MAX_DAYS), also within the years the market calendar covers."""
-    try:
-        start, end = parse_range(query)
-    except OverflowError:  # parse_range: a naive time near year 1 overflows when moved to UTC
-        raise ApiError(
-            status_code=400,
-            code="invalid_parameter",
-            message=f"start_time/end_time out of range: times must lie between {EARLIEST.date()} and {LATEST.date()}",
-        ) from None
+    start, end = parse_range(query)
     if start < EARLIEST or end > LATEST:
         raise ApiError(
             status_code=400,

@@ -36,9 +36,17 @@ def parse_time(name: str, text: str | None, *, required: bool = True) -> dt.date
         ) from None
 
 
-def parse_range(params, *, max_days: int | None = None) -> tuple[dt.datetime, dt.datetime]:
-    start = parse_time("start_time", params.get("start_time"))
-    end = parse_time("end_time", params.get("end_time"))
+def parse_range(
+    params, *, max_days: int | None = None, default_days: float | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """``start_time`` and ``end_time``: end after start, at most ``max_days`` (default
+    API_HISTORICAL_MAX_DAYS) apart. With ``default_days`` both are optional: end defaults to now and
+    start to ``default_days`` before end."""
+    optional = default_days is not None
+    end = parse_time("end_time", params.get("end_time"), required=not optional) or dt.datetime.now(dt.UTC)
+    start = parse_time("start_time", params.get("start_time"), required=not optional) or (
+        end - dt.timedelta(days=default_days or 0)
+    )
     if end <= start:
         raise ApiError(status_code=400, code="invalid_range", message="end_time must be after start_time")
     limit = max_days if max_days is not None else settings.API_HISTORICAL_MAX_DAYS

@@ -1,12 +1,10 @@
-import datetime as dt
-
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from signalsvc.api.errors import ApiError
-from signalsvc.api.params import parse_time
+from signalsvc.api.params import parse_range
 from signalsvc.instruments.selectors import instrument_get, instrument_ids
 from signalsvc.marketdata import selectors
 from signalsvc.marketdata.services import BarIn, bars_upsert
@@ -86,20 +84,7 @@ class BarsReadApi(APIView):
     )
     def get(self, request, key: str):
         instrument = instrument_get(key=key)
-        end = parse_time("end_time", request.query_params.get("end_time"), required=False) or dt.datetime.now(
-            dt.UTC
-        )
-        start = parse_time("start_time", request.query_params.get("start_time"), required=False) or (
-            end - dt.timedelta(days=1)
-        )
-        if end <= start:
-            raise ApiError(status_code=400, code="invalid_range", message="end_time must be after start_time")
-        if end - start > dt.timedelta(days=settings.API_HISTORICAL_MAX_DAYS):
-            raise ApiError(
-                status_code=400,
-                code="range_too_large",
-                message=f"the range may span at most {settings.API_HISTORICAL_MAX_DAYS} days",
-            )
+        start, end = parse_range(request.query_params, default_days=1)
         rows = selectors.bars_between(instrument_id=instrument.id, start=start, end=end)
         return Response(
             {
