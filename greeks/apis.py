@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from greeks import calculator, selectors
 from greeks.services import chain_compute
 from signalsvc.api.errors import ApiError
-from signalsvc.core.keys import InvalidKey, parse_key
+from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_get
 
 MONEYNESS_HINT = (
@@ -102,6 +102,3 @@ class CalculatorApi(APIView):
     )
     def post(self, request):
         return Response(calculator.calculate(request.data, max_rows=settings.GREEKS_CALCULATOR_MAX_ROWS))
-
-
-__all__ = ["parse_key"]
