@@ -65,8 +65,10 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def _nullable(values: np.ndarray) -> list:
+    """Floats as a list, with None (SQL NULL, JSON null) where a value is NaN or infinite."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values, None).tolist()
 
 
 def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> ChainResult:
@@ -152,17 +154,14 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
 
     minute = reference.astimezone(dt.UTC).replace(second=0, microsecond=0)
     now = dt.datetime.now(dt.UTC)
-    greek_columns = [values[name] for name in GREEK_NAMES]
-    table = []
-    for i in range(n):
-        table.append(
-            (
-                int(ids[i]), minute, underlying.id, expiries[i], strikes[i], option_type[i], model, source_ts[i],
-                spot, forward[i], forward_source[i], _finite_or_none(price[i]), "mid" if used_mid[i] else "ltp",
-                float(t[i]), _finite_or_none(iv[i]), int(reason[i]), *(_finite_or_none(g[i]) for g in greek_columns),
-                now,
-            )
-        )  # fmt: skip
+    # Column-wise: numpy turns non-finite values into NULLs for the whole chain at once.
+    columns = [
+        ids.tolist(), [minute] * n, [underlying.id] * n, expiries, strikes.tolist(), option_type.tolist(),
+        [model] * n, source_ts, [spot] * n, forward.tolist(), forward_source.tolist(), _nullable(price),
+        np.where(used_mid, "mid", "ltp").tolist(), t.tolist(), _nullable(iv), reason.astype(int).tolist(),
+        *(_nullable(values[name]) for name in GREEK_NAMES), [now] * n,
+    ]  # fmt: skip
+    table = list(zip(*columns, strict=True))
     with transaction.atomic():
         partitions_ensure(table=TABLE, start=minute, end=minute)
         copy_upsert(
