@@ -75,6 +75,38 @@ BAR_AGGREGATES = """
     count(*)::int AS bars
 """
 
+# The same aggregates for a whole range, without the per-row ARRAY of BAR_AGGREGATES (which
+# costs more than the scan): the group keeps the open of the row at the bucket start and the
+# close/oi of the row in the bucket's last minute, with the first and last times; a bucket whose
+# first (last) row is elsewhere (a gap, a time off the minute) looks that row up by its time
+# (one index probe, only for such buckets), and a bucket whose last row has no oi looks up its
+# last non-NULL oi. Complete data needs no lookup. Columns: (bs, be, open, ..., oi, bars).
+_GROUPED_BARS = """
+SELECT g.bs, g.be,
+    CASE WHEN g.t0 = g.bs THEN g.open0
+         ELSE (SELECT l.open FROM market_bar_1m l WHERE l.instrument_id = %(iid)s AND l.ts = g.t0) END AS open,
+    g.high, g.low,
+    CASE WHEN g.t1 = g.be - interval '1 minute' THEN g.close1
+         ELSE (SELECT l.close FROM market_bar_1m l WHERE l.instrument_id = %(iid)s AND l.ts = g.t1) END AS close,
+    g.volume,
+    CASE WHEN g.with_oi = 0 THEN NULL
+         WHEN g.t1 = g.be - interval '1 minute' AND g.oi1 IS NOT NULL THEN g.oi1
+         ELSE (SELECT l.oi FROM market_bar_1m l
+               WHERE l.instrument_id = %(iid)s AND l.ts >= g.bs AND l.ts < g.be AND l.oi IS NOT NULL
+               ORDER BY l.ts DESC LIMIT 1) END AS oi,
+    g.bars
+FROM (
+    SELECT {bs} AS bs, {be} AS be, min(b.ts) AS t0, max(b.ts) AS t1,
+        max(b.open) FILTER (WHERE b.ts = {bs}) AS open0,
+        max(b.close) FILTER (WHERE b.ts = {be} - interval '1 minute') AS close1,
+        max(b.oi) FILTER (WHERE b.ts = {be} - interval '1 minute') AS oi1, count(b.oi) AS with_oi,
+        max(b.high) AS high, min(b.low) AS low, sum(b.volume) AS volume, count(*)::int AS bars
+    FROM market_bar_1m b {join}
+    WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s
+    GROUP BY 1, 2
+) g
+"""
+
 # One row of bytea columns from rows (bs, be, open, high, low, close, volume, oi, bars). The
 # string_aggs of one aggregate node consume the same rows in the same order, so the columns stay
 # aligned; the order itself is not guaranteed without ORDER BY, so the decoder sorts by start.
@@ -154,9 +186,11 @@ def _decode_bars(row: Sequence[bytes | None] | None) -> dict[str, np.ndarray]:
 
 def _fetch_one(sql: str, params: dict) -> tuple | None:
     # JIT compilation costs far more than these queries run (the planner overestimates the
-    # session join); it is switched off for the transaction only.
+    # session join); parallel workers did not make them faster here and take the other core from
+    # concurrent requests. Both are switched off for the transaction only.
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL jit = off")
+        cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cur.execute("SET LOCAL work_mem = '64MB'")
         cur.execute(sql, params)
         return cur.fetchone()
@@ -193,11 +227,7 @@ def bars_from_minutes(*, instrument_id: int, timeframe: Timeframe, sessions: Seq
             "WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s"
         )
     else:
-        inner = (
-            f"SELECT {bs} AS bs, {be} AS be, {BAR_AGGREGATES} "
-            f"FROM market_bar_1m b {join} "
-            "WHERE b.instrument_id = %(iid)s AND b.ts >= %(lo)s AND b.ts < %(hi)s GROUP BY 1, 2"
-        )
+        inner = _GROUPED_BARS.format(bs=bs, be=be, join=join)
     lo, hi = _span(sessions)
     sql = f"WITH {DAY_SESSIONS_CTE} " + _AS_BLOBS.format(inner=inner)
     return _decode_bars(_fetch_one(sql, {"iid": instrument_id, "lo": lo, "hi": hi, **params}))

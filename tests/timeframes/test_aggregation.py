@@ -93,6 +93,36 @@ def test_rollup_reads_equal_pandas_per_session(spot, nse, first, label, keep, se
     _assert_equal(bars, reference_bars(rows, sessions, timeframe.minutes))
 
 
+def test_first_and_last_are_looked_up_where_a_bucket_has_no_bar_at_its_edges(spot, nse):
+    # The range aggregation keeps the bars at each bucket's first and last minute and looks up
+    # the others: exercise every branch against the pandas reference.
+    session = nse.sessions(dt.date(2025, 3, 12), dt.date(2025, 3, 12))[0]
+    minute = dt.timedelta(minutes=1)
+    rows = random_rows([session], seed=5, with_oi=True)
+    by_ts = {r[0]: r for r in rows}
+
+    def at(m):
+        return session.open + m * minute
+
+    for m in (0, 1, 13, 20):  # 09:15 bucket: no first two minutes; 09:22 bucket: no last minute
+        by_ts.pop(at(m), None)
+    by_ts[at(27)] = (*by_ts[at(27)][:6], None)  # last minute of 09:29 without oi, earlier ones with
+    for m in range(35, 42):  # 09:50 bucket: no oi at all
+        by_ts[at(m)] = (*by_ts[at(m)][:6], None)
+    for m in (43, 44):  # off-minute times (not written by the APIs, still aggregated right)
+        by_ts[at(m) + dt.timedelta(seconds=30)] = (at(m) + dt.timedelta(seconds=30), *by_ts.pop(at(m))[1:])
+    late = at(48) + dt.timedelta(seconds=30)  # after the bar of the 09:57 bucket's last minute
+    by_ts[late] = (late, *by_ts[at(47)][1:])
+    rows = sorted(by_ts.values())
+    put_bars(spot.id, rows)
+
+    bars = selectors.bars_at(
+        instrument_id=spot.id, timeframe=parse_timeframe("7m"), start=session.open, end=session.close
+    )
+
+    _assert_equal(bars, reference_bars(rows, [session], 7))
+
+
 def test_a_7_minute_day_has_53_full_buckets_and_one_of_4_minutes(spot, nse):
     session = nse.sessions(dt.date(2025, 3, 12), dt.date(2025, 3, 12))[0]
     put_bars(spot.id, random_rows([session], seed=1))
