@@ -239,6 +239,7 @@ def run() -> list:
         return response
 
     def flush_all() -> None:
+        cache.fills_wait()  # the previous request's cache fill must not land after the flush
         keys = list(redis.scan_iter(match="tf:*", count=10_000))
         for i in range(0, len(keys), 1000):
             redis.delete(*keys[i : i + 1000])
@@ -248,6 +249,7 @@ def run() -> list:
         cache.local_ranges.clear()
 
     def flush_ranges() -> None:
+        cache.fills_wait()
         keys = list(redis.scan_iter(match=f"{cache.RANGE_PREFIX}*", count=10_000))
         if keys:
             redis.delete(*keys)

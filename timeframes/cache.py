@@ -26,20 +26,27 @@ The cache never serves a stale bucket:
   for changes *before* they take the tokens, and take the tokens before they read PostgreSQL: an
   entry is never older than the tokens it is stored under.
 
+Entries are written after the response by one background thread per process (``_WriteBehind``):
+safe because they are filed under tokens taken before PostgreSQL was read.
+
 Requests for custom timeframes are counted in ``tf:stats:{instrument}:{label}`` and flushed to
 ``signal_custom_timeframes`` by the refresh task.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import os
 import secrets
 import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,7 +70,7 @@ EPOCH_PREFIX = "tf:epoch:"
 ENTRY_PREFIX = "tf:bars:"
 RANGE_PREFIX = "tf:range:"
 STATS_PREFIX = "tf:stats:"
-_MAGIC = b"TFB2"
+_MAGIC = b"TFB3"
 _HEADER = struct.Struct("<4sII")  # magic, buckets, JSON bytes
 _FLOAT_FIELDS = ("open", "high", "low", "close", "volume", "oi")
 _EPOCH_BYTES = 16
@@ -99,30 +106,42 @@ def _new_token() -> str:
 # -- blocks ---------------------------------------------------------------------------------------
 
 
+# One record per bucket in a cache entry: little-endian, fixed width, so a session's entry is a
+# byte slice of the records of a whole computed range.
+RECORD = np.dtype([("start", "<i8"), ("end", "<i8"), ("count", "<i8")] + [(f, "<f8") for f in _FLOAT_FIELDS])
+
+
 @dataclass(frozen=True)
 class Block:
     """Buckets (arrays as in ``selectors``), their JSON items each followed by a comma, and the byte
-    offset of each item (``len(offsets) == buckets + 1``)."""
+    offset of each item (``len(offsets) == buckets + 1``); ``records`` is the same buckets as
+    ``RECORD`` rows when already built."""
 
     bars: dict[str, np.ndarray]
     items: bytes
     offsets: np.ndarray
+    records: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.bars["start"])
 
 
+def to_records(bars: dict[str, np.ndarray]) -> np.ndarray:
+    records = np.empty(len(bars["start"]), dtype=RECORD)
+    records["start"] = bars["start"].view(np.int64)
+    records["end"] = bars["end"].view(np.int64)
+    records["count"] = bars["count"]
+    for field in _FLOAT_FIELDS:
+        records[field] = bars[field]
+    return records
+
+
 def encode_block(block: Block) -> bytes:
-    n = len(block)
+    records = block.records if block.records is not None else to_records(block.bars)
     return b"".join(
         (
-            _HEADER.pack(_MAGIC, n, len(block.items)),
-            np.stack(
-                [block.bars["start"].view(np.int64), block.bars["end"].view(np.int64), block.bars["count"]]
-            )
-            .astype("<i8")
-            .tobytes(),
-            np.stack([block.bars[f] for f in _FLOAT_FIELDS]).astype("<f8").tobytes(),
+            _HEADER.pack(_MAGIC, len(block), len(block.items)),
+            records.tobytes(),
             block.offsets.astype("<i8").tobytes(),
             block.items,
         )
@@ -135,21 +154,23 @@ def decode_block(data: bytes | memoryview, offset: int = 0) -> Block | None:
         return None
     magic, n, json_len = _HEADER.unpack_from(data, offset)
     pos = offset + _HEADER.size
-    if magic != _MAGIC or len(data) - pos != 8 * (9 * n + n + 1) + json_len:
+    if magic != _MAGIC or len(data) - pos != RECORD.itemsize * n + 8 * (n + 1) + json_len:
         return None
-    ints = np.frombuffer(data, dtype="<i8", count=3 * n, offset=pos).reshape(3, n)
-    floats = np.frombuffer(data, dtype="<f8", count=6 * n, offset=pos + 24 * n).reshape(6, n)
-    offsets = np.frombuffer(data, dtype="<i8", count=n + 1, offset=pos + 72 * n)
-    bars = {"start": ints[0].view(selectors.US), "end": ints[1].view(selectors.US)}
-    bars.update(zip(_FLOAT_FIELDS, floats, strict=True))
-    bars["count"] = ints[2]
-    items_at = pos + 80 * n + 8
-    return Block(bars=bars, items=bytes(data[items_at : items_at + json_len]), offsets=offsets)
+    records = np.frombuffer(data, dtype=RECORD, count=n, offset=pos)
+    offsets = np.frombuffer(data, dtype="<i8", count=n + 1, offset=pos + RECORD.itemsize * n)
+    bars = {"start": records["start"].view(selectors.US), "end": records["end"].view(selectors.US)}
+    bars.update((field, records[field]) for field in _FLOAT_FIELDS)
+    bars["count"] = records["count"]
+    items_at = pos + RECORD.itemsize * n + 8 * (n + 1)
+    return Block(
+        bars=bars, items=bytes(data[items_at : items_at + json_len]), offsets=offsets, records=records
+    )
 
 
 def _split(bars: dict[str, np.ndarray], sessions: Sequence[Session]) -> list[Block]:
     """One rendered block per session (``bars`` sorted, every bucket inside one of ``sessions``)."""
     items, offsets = bar_items(bars)
+    records = to_records(bars)
     starts = bars["start"].view(np.int64)
     opens = np.array([selectors.to_us(s.open) for s in sessions], dtype=np.int64)
     closes = np.array([selectors.to_us(s.close) for s in sessions], dtype=np.int64)
@@ -163,12 +184,24 @@ def _split(bars: dict[str, np.ndarray], sessions: Sequence[Session]) -> list[Blo
                 bars={k: v[lo:hi] for k, v in bars.items()},
                 items=items[a:b],
                 offsets=offsets[lo : hi + 1] - a,
+                records=records[lo:hi],
             )
         )
     return blocks
 
 
 # -- tokens ---------------------------------------------------------------------------------------
+
+
+# Sets each missing field to its proposed token (HSETNX: the first writer wins) and returns the
+# fields' values, in one round trip however many sessions a request spans.
+_TAKE_TOKENS = """
+for i = 1, #ARGV - 1, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[#ARGV]))
+local fields = {}
+for i = 1, #ARGV - 1, 2 do fields[#fields + 1] = ARGV[i] end
+return redis.call('HMGET', KEYS[1], unpack(fields))
+"""
 
 
 def session_tokens(client: redis.Redis, instrument_id: int, dates: Sequence[dt.date]) -> list[str]:
@@ -180,12 +213,9 @@ def session_tokens(client: redis.Redis, instrument_id: int, dates: Sequence[dt.d
     values = client.hmget(key, fields)
     missing = [i for i, v in enumerate(values) if v is None]
     if missing:
-        pipe = client.pipeline(transaction=False)
-        for i in missing:
-            pipe.hsetnx(key, fields[i], _new_token())
-        pipe.expire(key, CACHE_TTL_SECONDS + 86400)
-        pipe.hmget(key, [fields[i] for i in missing])
-        for i, v in zip(missing, pipe.execute()[-1], strict=True):
+        proposals = [x for i in missing for x in (fields[i], _new_token())]
+        taken = client.eval(_TAKE_TOKENS, 1, key, *proposals, CACHE_TTL_SECONDS + 86400)
+        for i, v in zip(missing, taken, strict=True):
             values[i] = v
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
@@ -344,6 +374,7 @@ def _bars_read(
     client: redis.Redis,
 ) -> BarsRead:
     label = timeframe.label
+    _writer.wait((instrument_id, label))
     sessions = selectors.market_calendar().sessions_overlapping(start, end)
     rollup = selectors.is_rollup_timeframe(timeframe)
     watermark = selectors.watermark_get(
@@ -401,21 +432,92 @@ def _bars_read(
         fresh = dict(zip((s.date for s in needed), _split(computed, needed), strict=True))
 
     result = _assemble([blocks.get(s.date) or fresh[s.date] for s in sessions], start, end)
-    pipe = client.pipeline(transaction=False)
-    for day, block in fresh.items():
-        if day in keys:
-            pipe.set(keys[day], encode_block(block), ex=CACHE_TTL_SECONDS)
+    writes = [(keys[day], b"", block, CACHE_TTL_SECONDS) for day, block in fresh.items() if day in keys]
     if epoch is not None:
-        pipe.set(rkey, epoch + encode_block(result), ex=RANGE_TTL_SECONDS)
+        writes.append((rkey, epoch, result, RANGE_TTL_SECONDS))
         local_ranges.put((rkey, epoch), result, _block_size(result))
     if not timeframe.is_standard:
         _stats.add(instrument_id, timeframe.label, now, cached=len(blocks), computed=len(needed))
-        if _stats.due():
-            _stats.write(pipe)
-    if len(pipe):
-        pipe.execute()
+    if writes or (not timeframe.is_standard and _stats.due()):
+        _writer.submit((instrument_id, label), client, writes)
     source = "sessions" if blocks else "database"
     return BarsRead(result.bars, result.items, len(blocks), len(needed), source)
+
+
+def _write(client: redis.Redis, writes: Sequence[tuple[str, bytes, Block, int]]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for key, prefix, block, ttl in writes:
+        pipe.set(key, prefix + encode_block(block), ex=ttl)
+    if _stats.due():
+        _stats.write(pipe)
+    if len(pipe):
+        pipe.execute()
+
+
+class _WriteBehind:
+    """Cache fills after the response: encoding and writing a year of session entries costs about
+    as much as rendering it, and the response does not depend on it.
+
+    One thread per process writes in submission order. A late write is as safe as an immediate
+    one: entries are stored under the tokens and epoch taken *before* PostgreSQL was read, so an
+    invalidation in between leaves them unreachable. A read waits for the fill of its own
+    (instrument, timeframe) still in flight (a repeated request finds the cache filled instead of
+    recomputing); fills beyond ``TIMEFRAMES_WRITE_BEHIND_MAX_PENDING`` are written in the request
+    itself (back-pressure). ``TIMEFRAMES_CACHE_WRITE_BEHIND = False`` writes every fill in the request.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._pending: dict[tuple[int, str], Future] = {}
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None or self._pid != os.getpid():  # a forked child has no thread
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-cache-fill")
+            self._pid = os.getpid()
+            self._pending = {}
+        return self._executor
+
+    def submit(self, scope: tuple[int, str], client: redis.Redis, writes: list) -> None:
+        enabled = bool(getattr(settings, "TIMEFRAMES_CACHE_WRITE_BEHIND", True))
+        limit = int(getattr(settings, "TIMEFRAMES_WRITE_BEHIND_MAX_PENDING", 32))
+        with self._lock:
+            if enabled and len(self._pending) < limit:
+                future = self._pool().submit(self._run, client, writes)
+                self._pending[scope] = future
+                future.add_done_callback(lambda f, scope=scope: self._done(scope, f))
+                return
+        _write(client, writes)
+
+    @staticmethod
+    def _run(client: redis.Redis, writes: list) -> None:
+        try:
+            _write(client, writes)
+        except redis.RedisError as exc:  # a cache fill lost is a later recomputation, nothing more
+            log.warning("bar cache fill failed (%s)", exc)
+
+    def _done(self, scope: tuple[int, str], future: Future) -> None:
+        with self._lock:
+            if self._pending.get(scope) is future:
+                del self._pending[scope]
+
+    def wait(self, scope: tuple[int, str] | None = None, timeout: float = 5.0) -> None:
+        """Wait for the fill of ``scope`` (every pending fill when None)."""
+        with self._lock:
+            futures = list(self._pending.values()) if scope is None else [self._pending.get(scope)]
+        for future in futures:
+            if future is not None:
+                with contextlib.suppress(FutureTimeout):
+                    future.result(timeout=timeout)
+
+
+_writer = _WriteBehind()
+
+
+def fills_wait(timeout: float = 5.0) -> None:
+    """Wait until this process's pending cache fills are written (tests, benchmarks, shutdown)."""
+    _writer.wait(None, timeout)
 
 
 def _assemble(blocks: Sequence[Block], start: dt.datetime, end: dt.datetime) -> Block:

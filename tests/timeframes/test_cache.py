@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import numpy as np
 import pytest
@@ -211,3 +212,68 @@ def free_redis_port():
     from tests.conftest import free_port
 
     return free_port()  # nothing listens there
+
+
+def _entries(redis_client, instrument_id) -> list[bytes]:
+    return sorted(redis_client.scan_iter(match=f"{cache.ENTRY_PREFIX}{instrument_id}:*"))
+
+
+def test_the_cache_fill_follows_the_response_and_a_repeat_waits_for_it(
+    spot, sessions, redis_client, monkeypatch
+):
+    rows = random_rows(sessions, seed=30)
+    put_bars(spot.id, rows)
+    refresh()
+    release = threading.Event()
+    write = cache._write
+    monkeypatch.setattr(cache, "_write", lambda *args: (release.wait(10), write(*args)))
+
+    first = _read(spot.id, sessions)
+
+    assert first.source == "database" and _entries(redis_client, spot.id) == []  # answered before the fill
+    threading.Timer(0.2, release.set).start()
+    second = _read(spot.id, sessions)  # same instrument and timeframe: waits for the fill in flight
+    assert (second.source, second.sessions_cached) == ("range", 5)
+    assert len(_entries(redis_client, spot.id)) == 5
+    _assert_matches(second, rows, sessions)
+
+
+def test_a_fill_that_lands_after_an_invalidation_is_never_read(spot, sessions, redis_client, monkeypatch):
+    rows = random_rows(sessions, seed=31)
+    put_bars(spot.id, rows)
+    refresh()
+    release = threading.Event()
+    write = cache._write
+    monkeypatch.setattr(cache, "_write", lambda *args: (release.wait(10), write(*args)))
+    _read(spot.id, sessions)  # its fill (of the old bars) is held back
+    ts, o, h, low, c, v, oi = rows[700]
+    corrected = (ts, o, h + 50.0, low, c, v, oi)
+    put_bars(spot.id, [corrected])
+    refresh()  # invalidates the tokens the held-back fill was computed under
+
+    release.set()
+    cache.fills_wait()
+    cache.local_ranges.clear()
+    read = _read(spot.id, sessions)
+
+    _assert_matches(read, [*rows[:700], corrected, *rows[701:]], sessions)
+    assert len(_entries(redis_client, spot.id)) == 5 + 1  # the late fill is there, under a dead token
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"TIMEFRAMES_CACHE_WRITE_BEHIND": False}, {"TIMEFRAMES_WRITE_BEHIND_MAX_PENDING": 0}],
+    ids=["write-behind off", "back-pressure"],
+)
+def test_fills_are_written_in_the_request_when_write_behind_is_off_or_full(
+    spot, sessions, redis_client, settings, monkeypatch, overrides
+):
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    put_bars(spot.id, random_rows(sessions, seed=32))
+    refresh()
+    monkeypatch.setattr(cache._writer, "_pool", lambda: pytest.fail("no background fill expected"))
+
+    _read(spot.id, sessions)
+
+    assert len(_entries(redis_client, spot.id)) == 5
