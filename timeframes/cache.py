@@ -62,9 +62,9 @@ from timeframes.render import bar_items
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
-CACHE_TTL_SECONDS = int(getattr(settings, "TIMEFRAMES_CACHE_TTL_SECONDS", 7 * 86400))
-RANGE_TTL_SECONDS = int(getattr(settings, "TIMEFRAMES_RANGE_CACHE_TTL_SECONDS", 3600))
-LOCAL_CACHE_BYTES = int(getattr(settings, "TIMEFRAMES_LOCAL_CACHE_BYTES", 64 * 1024 * 1024))
+CACHE_TTL_SECONDS = settings.TIMEFRAMES_CACHE_TTL_SECONDS
+RANGE_TTL_SECONDS = settings.TIMEFRAMES_RANGE_CACHE_TTL_SECONDS
+LOCAL_CACHE_BYTES = settings.TIMEFRAMES_LOCAL_CACHE_BYTES
 TOKEN_PREFIX = "tf:tok:"
 EPOCH_PREFIX = "tf:epoch:"
 ENTRY_PREFIX = "tf:bars:"
@@ -480,8 +480,8 @@ class _WriteBehind:
         return self._executor
 
     def submit(self, scope: tuple[int, str], client: redis.Redis, writes: list) -> None:
-        enabled = bool(getattr(settings, "TIMEFRAMES_CACHE_WRITE_BEHIND", True))
-        limit = int(getattr(settings, "TIMEFRAMES_WRITE_BEHIND_MAX_PENDING", 32))
+        enabled = settings.TIMEFRAMES_CACHE_WRITE_BEHIND
+        limit = settings.TIMEFRAMES_WRITE_BEHIND_MAX_PENDING
         with self._lock:
             if enabled and len(self._pending) < limit:
                 future = self._pool().submit(self._run, client, writes)

@@ -143,6 +143,15 @@ GREEKS_RETENTION_DAYS = env.int("GREEKS_RETENTION_DAYS", default=90)
 # Up to this many rows per call of the stateless calculator.
 GREEKS_CALCULATOR_MAX_ROWS = env.int("GREEKS_CALCULATOR_MAX_ROWS", default=10_000)
 
+# --- Timeframes cache (docs/timeframes.md) --------------------------------------------------------
+TIMEFRAMES_CACHE_TTL_SECONDS = env.int("TIMEFRAMES_CACHE_TTL_SECONDS", default=7 * 86400)
+TIMEFRAMES_RANGE_CACHE_TTL_SECONDS = env.int("TIMEFRAMES_RANGE_CACHE_TTL_SECONDS", default=3600)
+TIMEFRAMES_LOCAL_CACHE_BYTES = env.int("TIMEFRAMES_LOCAL_CACHE_BYTES", default=64 * 1024 * 1024)
+# Cache fills after the response, by one thread per process; more fills in flight than this are
+# written in the request (back-pressure).
+TIMEFRAMES_CACHE_WRITE_BEHIND = env.bool("TIMEFRAMES_CACHE_WRITE_BEHIND", default=True)
+TIMEFRAMES_WRITE_BEHIND_MAX_PENDING = env.int("TIMEFRAMES_WRITE_BEHIND_MAX_PENDING", default=32)
+
 # --- API ----------------------------------------------------------------------------------------
 API_V2_BATCH_SIZE = env.int("API_V2_BATCH_SIZE", default=100)
 API_HISTORICAL_MAX_DAYS = env.int("API_HISTORICAL_MAX_DAYS", default=365)
