@@ -1,9 +1,13 @@
 """API conventions (SPEC §9): the error JSON, API keys, anonymous access, rate limits, docs."""
 
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
 import pytest
 from django.test import override_settings
 
 from signalsvc.accounts.models import ApiKey
+from signalsvc.accounts.throttling import TierRateThrottle
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +144,37 @@ def test_django_level_404_and_500_handlers_are_json(rf):
     response = handler500(rf.get("/x"))
     assert response.status_code == 500
     assert response["Content-Type"] == "application/json"
+
+
+def _stub_request(key):
+    return SimpleNamespace(auth=key, META={"REMOTE_ADDR": "10.0.0.9"})
+
+
+def test_a_concurrent_burst_from_one_key_never_exceeds_its_tier(make_api_key):
+    make_api_key(rpm=20)
+    key = ApiKey.objects.select_related("subscription__tier").get()
+    request = _stub_request(key)
+
+    def burst(_):
+        return sum(TierRateThrottle().allow_request(request, None) for _ in range(10))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        allowed = sum(pool.map(burst, range(8)))
+
+    assert allowed == 20  # of 80 requests, from 8 threads at once
+    throttle = TierRateThrottle()
+    assert not throttle.allow_request(request, None)
+    assert 1 <= throttle.wait() <= 60
+
+
+def test_without_redis_requests_are_let_through(make_api_key, settings, caplog):
+    from tests.conftest import free_port
+
+    make_api_key(rpm=1)
+    key = ApiKey.objects.select_related("subscription__tier").get()
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    throttle = TierRateThrottle()
+
+    assert all(throttle.allow_request(_stub_request(key), None) for _ in range(3))
+    assert throttle.wait() is None
+    assert "rate limit not checked" in caplog.text
