@@ -42,7 +42,7 @@ GREEK_VALUE_FIELDS = (
 
 
 def market_calendar() -> MarketCalendar:
-    return get_calendar(settings.MARKET_CALENDAR)
+    return get_calendar(settings.MARKET_CALENDAR, settings.MARKET_EXTRA_HOLIDAYS)
 
 
 def timeframe_parse(text: object) -> Timeframe:

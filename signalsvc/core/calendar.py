@@ -11,8 +11,8 @@ Calendars
     (Muhurat evening sessions such as 2024-11-01 18:00-19:00, the 2025-10-21 13:45-14:45 session,
     the 2021-02-24 session extended to 17:00). The library's curated holidays end with
     ``holidays_known_until`` (2026-12-31 for pandas_market_calendars 5.5); after that date every
-    weekday is a regular session until the library is upgraded, so operators should watch that
-    property. An intraday interruption (2021-02-24, 11:40-15:45) is not a gap in the session: the
+    weekday is a regular session until the library is upgraded or the holidays are given as
+    ``extra_holidays`` (setting ``MARKET_EXTRA_HOLIDAYS``); readiness reports the date. An intraday interruption (2021-02-24, 11:40-15:45) is not a gap in the session: the
     session runs from open to close and simply has no bars during the halt.
 ``NSE-DEMO``
     The demo market is live at any hour of any day: every calendar day is one session from 00:00
@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -120,6 +121,7 @@ class MarketCalendar:
     session_minutes: int
     holidays_known_until: dt.date | None = None
     first_year: int = _MIN_YEAR
+    extra_holidays: frozenset[dt.date] = frozenset()
 
     def __init__(self) -> None:
         self._years: dict[int, _YearTable] = {}
@@ -135,7 +137,8 @@ class MarketCalendar:
             with self._lock:
                 table = self._years.get(year)
                 if table is None:
-                    table = _YearTable.build(self._build_year(year))
+                    sessions = [s for s in self._build_year(year) if s.date not in self.extra_holidays]
+                    table = _YearTable.build(sessions)
                     self._years[year] = table
         return table
 
@@ -307,11 +310,22 @@ _FACTORIES = {
 CALENDAR_NAMES = tuple(_FACTORIES)
 
 
+def get_calendar(name: str, extra_holidays: Iterable[dt.date] = ()) -> MarketCalendar:
+    """The shared calendar instance for ``name`` ("NSE" or "NSE-DEMO"); ``ValueError`` otherwise.
+
+    ``extra_holidays``: trading dates to close on top of the library's list, for holidays announced
+    after the installed library was released (its list ends at ``holidays_known_until``) and for
+    unscheduled closures."""
+    extra = frozenset(_require_date(d, "an extra holiday") for d in extra_holidays)
+    return _get_calendar(name, extra)
+
+
 @cache
-def get_calendar(name: str) -> MarketCalendar:
-    """The shared calendar instance for ``name`` ("NSE" or "NSE-DEMO"); ``ValueError`` otherwise."""
+def _get_calendar(name: str, extra_holidays: frozenset[dt.date]) -> MarketCalendar:
     try:
         factory = _FACTORIES[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown market calendar {name!r}; known: {', '.join(CALENDAR_NAMES)}") from None
-    return factory()
+    calendar = factory()
+    calendar.extra_holidays = extra_holidays
+    return calendar

@@ -4,7 +4,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signalsvc.ops.health import readiness
+from signalsvc.ops.health import calendar_status, readiness
 
 
 class _OpenView(APIView):
@@ -26,7 +26,11 @@ class ReadyApi(_OpenView):
     def get(self, request):
         report = readiness()
         return Response(
-            {"status": "ready" if report["ready"] else "not_ready", "checks": report["checks"]},
+            {
+                "status": "ready" if report["ready"] else "not_ready",
+                "checks": report["checks"],
+                "calendar": calendar_status(),
+            },
             status=200 if report["ready"] else 503,
         )
 

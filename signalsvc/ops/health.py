@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import redis
 from django.conf import settings
 from django.db import connection
 from kombu import Connection
+from prometheus_client import Gauge
+
+from signalsvc.core.calendar import get_calendar
+
+CALENDAR_WARNING_DAYS = 30
+HOLIDAYS_KNOWN_DAYS = Gauge(
+    "signal_calendar_holidays_known_days",
+    "Days until the market calendar's curated holiday list (plus MARKET_EXTRA_HOLIDAYS) ends",
+)
 
 
 def _timed(check) -> dict:
@@ -38,3 +48,26 @@ def readiness() -> dict:
     if not checks["postgres"]["ok"]:
         connection.close()  # reconnect on the next check rather than reuse a dead socket
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
+
+
+def calendar_status(today: dt.date | None = None) -> dict:
+    """How far the market calendar's holidays are known. Not a readiness check (sessions are still
+    computed after that date, every weekday counting as one), but past it the sessions are wrong on
+    exchange holidays: a warning from ``CALENDAR_WARNING_DAYS`` before, and a Prometheus gauge."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    calendar = get_calendar(settings.MARKET_CALENDAR, settings.MARKET_EXTRA_HOLIDAYS)
+    status: dict = {"name": calendar.name, "extra_holidays": len(calendar.extra_holidays)}
+    known_until = calendar.holidays_known_until
+    if known_until is None:  # a calendar without holidays (NSE-DEMO)
+        return status
+    if calendar.extra_holidays:  # listed holidays cover their year, as the library's list does
+        known_until = max(known_until, dt.date(max(calendar.extra_holidays).year, 12, 31))
+    days = (known_until - today).days
+    HOLIDAYS_KNOWN_DAYS.set(days)
+    status["holidays_known_until"] = known_until.isoformat()
+    if days < CALENDAR_WARNING_DAYS:
+        status["warning"] = (
+            f"exchange holidays are known until {known_until.isoformat()} only: upgrade "
+            "pandas_market_calendars or list the coming holidays in MARKET_EXTRA_HOLIDAYS"
+        )
+    return status

@@ -1,4 +1,7 @@
+from datetime import date
 from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
 
 from signalsvc.settings.env import IS_PRODUCTION, env, required_in_production
 
@@ -12,8 +15,6 @@ ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 if IS_PRODUCTION and not ALLOWED_HOSTS:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -112,9 +113,17 @@ MARKET_TIMEZONE = "Asia/Kolkata"
 # so the simulated market is live at any hour (make run sets it).
 MARKET_CALENDAR = env.str("MARKET_CALENDAR", default="NSE")
 if MARKET_CALENDAR not in ("NSE", "NSE-DEMO"):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"MARKET_CALENDAR must be NSE or NSE-DEMO, not {MARKET_CALENDAR!r}")
+# Exchange holidays announced after the installed calendar library (its list ends at the date
+# /api/v2/health/ready reports), or unscheduled closures: comma-separated ISO dates.
+try:
+    MARKET_EXTRA_HOLIDAYS = sorted(
+        {date.fromisoformat(d.strip()) for d in env.list("MARKET_EXTRA_HOLIDAYS", default=[])}
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(
+        f"MARKET_EXTRA_HOLIDAYS must be comma-separated YYYY-MM-DD dates ({exc})"
+    ) from None
 MARKET_DATA_STREAM = env.str("MARKET_DATA_STREAM", default="md:ticks")
 MARKET_DATA_DEAD_LETTER_STREAM = env.str("MARKET_DATA_DEAD_LETTER_STREAM", default="md:ticks:dead")
 MARKET_DATA_GROUP = env.str("MARKET_DATA_GROUP", default="ingest")
@@ -134,8 +143,6 @@ SIMULATOR_TRUTH_FILE = env.str(
 # --- Greeks -------------------------------------------------------------------------------------
 GREEKS_MODEL = env.str("GREEKS_MODEL", default="black76")
 if GREEKS_MODEL not in ("black76", "black_scholes"):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"GREEKS_MODEL must be black76 or black_scholes, not {GREEKS_MODEL!r}")
 RISK_FREE_RATE = env.float("RISK_FREE_RATE", default=0.065)
 DIVIDEND_YIELD = env.float("DIVIDEND_YIELD", default=0.0)

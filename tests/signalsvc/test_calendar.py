@@ -289,3 +289,27 @@ def test_demo_is_open_at_any_instant(ts):
     assert demo.is_open(ts)
     assert session.date == ts.astimezone(IST).date()
     assert session.open <= ts < session.close
+
+
+# -- extra holidays ----------------------------------------------------------------------------
+
+
+def test_extra_holidays_close_those_dates_on_top_of_the_library(nse):
+    # 2027 is past the library's list: every weekday is a session until the holidays are given.
+    republic_day, holi = dt.date(2027, 1, 26), dt.date(2027, 3, 22)
+    patched = get_calendar("NSE", [holi, republic_day])
+
+    assert republic_day in {s.date for s in nse.sessions(dt.date(2027, 1, 25), dt.date(2027, 1, 27))}
+    assert [s.date for s in patched.sessions(dt.date(2027, 1, 25), dt.date(2027, 1, 27))] == [
+        dt.date(2027, 1, 25),
+        dt.date(2027, 1, 27),
+    ]
+    assert patched.session_at(ist(2027, 3, 22, 10, 0)) is None
+    assert patched.next_open(ist(2027, 3, 19, 16, 0)) == ist(2027, 3, 23, 9, 15)
+    assert get_calendar("NSE", (republic_day, holi)) is patched  # one shared instance per list
+    assert get_calendar("NSE") is nse
+
+
+def test_extra_holidays_must_be_dates():
+    with pytest.raises(TypeError, match="extra holiday"):
+        get_calendar("NSE", [dt.datetime(2027, 1, 26)])

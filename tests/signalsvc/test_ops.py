@@ -65,3 +65,37 @@ def test_production_refuses_to_start_without_its_required_settings():
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set when DJANGO_ENV=production" in result.stderr
+
+
+def test_readiness_reports_how_far_the_calendar_holidays_are_known(api, settings):
+    from signalsvc.core.calendar import get_calendar
+    from signalsvc.ops.health import calendar_status
+
+    settings.MARKET_CALENDAR = "NSE"
+    library_horizon = get_calendar("NSE").holidays_known_until
+    body = api.get("/api/v2/health/ready").json()
+    assert body["calendar"]["holidays_known_until"] == library_horizon.isoformat()
+
+    near = calendar_status(today=library_horizon - dt.timedelta(days=10))
+    far = calendar_status(today=library_horizon - dt.timedelta(days=100))
+    assert "MARKET_EXTRA_HOLIDAYS" in near["warning"] and "warning" not in far
+    assert f"signal_calendar_holidays_known_days {float(100)}" in api.get("/metrics").content.decode()
+
+    settings.MARKET_EXTRA_HOLIDAYS = [dt.date(library_horizon.year + 1, 1, 26)]
+    listed = calendar_status(today=library_horizon - dt.timedelta(days=10))
+    assert listed["holidays_known_until"] == f"{library_horizon.year + 1}-12-31" and "warning" not in listed
+    assert listed["extra_holidays"] == 1
+
+
+def test_a_malformed_extra_holiday_stops_start_up():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=subprocess_env(
+            MARKET_EXTRA_HOLIDAYS="2027-01-26,26/03/2027", DJANGO_SETTINGS_MODULE="signalsvc.settings"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "MARKET_EXTRA_HOLIDAYS must be comma-separated YYYY-MM-DD dates" in result.stderr
