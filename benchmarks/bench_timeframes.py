@@ -8,7 +8,9 @@ Django's test client (middleware, auth, throttling and JSON included).
 
 Rows:
 * cold: cache miss (every ``tf:*`` key of the bench's Redis database deleted and the in-process
-  tier cleared before each call): the aggregation in PostgreSQL, rendering, cache writes.
+  tier cleared before each call, after the previous call's cache fill has landed): the
+  aggregation in PostgreSQL and rendering; the cache fill follows the response (write-behind).
+* cold, fill in the request: the same with write-behind off (the fill is part of the latency).
 * warm: the same request again (range level, in-process tier; validated against PostgreSQL and
   Redis on every call).
 * warm, from Redis: the in-process tier cleared first (the range comes out of Redis).
@@ -217,6 +219,7 @@ def run() -> list:
     from benchmarks.common import Result
 
     _configure()
+    from django.conf import settings
     from django.test import Client
 
     from timeframes import cache, selectors
@@ -264,6 +267,9 @@ def run() -> list:
 
     load = _load_note()
     cold = _median(request, repeats=7, before=flush_all)
+    settings.TIMEFRAMES_CACHE_WRITE_BEHIND = False
+    cold_inline = _median(request, repeats=7, before=flush_all)
+    settings.TIMEFRAMES_CACHE_WRITE_BEHIND = True
     request()
     warm = _median(request, repeats=30)
     warm_redis = _median(request, repeats=10, before=flush_local)
@@ -287,6 +293,13 @@ def run() -> list:
             cold,
             f"p50; target < 100 ms: {_verdict(cold < COLD_TARGET_S)}; {base / cold:.1f}x pandas baseline; "
             f"{rows_note} {load}",
+        ),
+        Result(
+            _BENCH,
+            "endpoint cold, fill in the request",
+            buckets,
+            cold_inline,
+            "p50; TIMEFRAMES_CACHE_WRITE_BEHIND=false: the cache entries are written before the response",
         ),
         Result(
             _BENCH,
