@@ -33,11 +33,35 @@ def api_key_create(
     return key, raw
 
 
+class SubscriptionMismatch(ValueError):
+    """An existing subscription or tier differs from what was asked for."""
+
+
 def subscription_get_or_create(
-    *, name: str, tier_name: str, requests_per_minute: int | None = None
+    *, name: str, tier_name: str | None = None, requests_per_minute: int | None = None
 ) -> Subscription:
-    defaults = {} if requests_per_minute is None else {"requests_per_minute": requests_per_minute}
-    tier, _ = Tier.objects.get_or_create(name=tier_name, defaults=defaults)
+    """The subscription ``name``, created on ``tier_name`` (default "standard", created with
+    ``requests_per_minute`` when missing) if it does not exist. Asking for a tier or a rate that
+    an existing subscription or tier does not have raises ``SubscriptionMismatch`` rather than
+    silently handing out a key with other limits."""
+    existing = Subscription.objects.select_related("tier").filter(name=name).first()
+    if existing is not None:
+        if tier_name is not None and existing.tier.name != tier_name:
+            raise SubscriptionMismatch(
+                f"subscription {name!r} is on tier {existing.tier.name!r}, not {tier_name!r}: "
+                "name another subscription, or change its tier in the admin"
+            )
+        tier = existing.tier
+    else:
+        defaults = {} if requests_per_minute is None else {"requests_per_minute": requests_per_minute}
+        tier, _ = Tier.objects.get_or_create(name=tier_name or "standard", defaults=defaults)
+    if requests_per_minute is not None and tier.requests_per_minute != requests_per_minute:
+        raise SubscriptionMismatch(
+            f"tier {tier.name!r} allows {tier.requests_per_minute} requests/minute, not {requests_per_minute}: "
+            "name a new tier, or change this one in the admin"
+        )
+    if existing is not None:
+        return existing
     subscription, _ = Subscription.objects.get_or_create(name=name, defaults={"tier": tier})
     return subscription
 
