@@ -18,6 +18,7 @@ high low close volume oi`` float64 (``oi`` NaN when no bar of the bucket has one
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from signalsvc.core.calendar import MarketCalendar, Session, get_calendar
+from signalsvc.core.keys import OPTIONS
 from timeframes.core.buckets import sql_bucket_expression
 from timeframes.core.grammar import Timeframe, parse_timeframe
 
@@ -476,6 +478,31 @@ def atm_value_columns() -> tuple[str, ...]:
     )
 
 
+def _front_expiries(
+    *, underlying_id: int, sessions: Sequence[Session], pinned: dt.date | None
+) -> list[tuple[Session, dt.date]]:
+    """(session, expiry) for each session that has one: ``pinned`` on the sessions up to its date,
+    else the nearest listed option expiry of the underlying on or after the session's date."""
+    if pinned is not None:
+        return [(s, pinned) for s in sessions if s.date <= pinned]
+    if not sessions:
+        return []
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT o.expiry FROM instruments_instrument u JOIN instruments_instrument o "
+            "ON o.exchange = u.exchange AND o.symbol = u.symbol AND o.product = %s "
+            "WHERE u.id = %s AND o.expiry >= %s ORDER BY 1",
+            [OPTIONS, underlying_id, sessions[0].date],
+        )
+        expiries = [row[0] for row in cur.fetchall()]
+    out = []
+    for session in sessions:
+        i = bisect.bisect_left(expiries, session.date)
+        if i < len(expiries):
+            out.append((session, expiries[i]))
+    return out
+
+
 def atm_series_at(
     *,
     underlying_id: int,
@@ -487,35 +514,35 @@ def atm_series_at(
 ) -> list[dict]:
     """The at-the-money series of an underlying, per bucket.
 
-    At each minute: the expiry is the nearest one not yet expired at that minute (expiry date >=
-    the minute's date in the market time zone), or ``expiry`` when given; the ATM strike is the
-    listed strike of that expiry nearest the chain's forward (tie: the lower strike), listed
-    meaning it has a row that minute. The value fields are the mean of the call's and the put's
+    In each session: the expiry is the nearest listed option expiry of the underlying that has not
+    expired (expiry date >= the session's trading date), or ``expiry`` when given (up to its date).
+    At each minute the ATM strike is the strike of that expiry nearest the chain's forward (tie: the
+    lower strike) among those with a row that minute. The value fields are the mean of the call's and the put's
     (``iv`` = mean of call and put IV; either side alone when the other has no value), and
     ``call_*``/``put_*`` hold each side. Then bucketed like an option series.
     """
     sessions = market_calendar().sessions_overlapping(start, end)
-    if not sessions:
+    fronts = _front_expiries(underlying_id=underlying_id, sessions=sessions, pinned=expiry)
+    if not fronts:
         return []
     side = ", ".join(
         f"c.{f} AS call_{f}, p.{f} AS put_{f}, (SELECT avg(v) FROM (VALUES (c.{f}), (p.{f})) t(v)) AS {f}"
         for f in ATM_SIDE_FIELDS
     )
+    # Only the rows of each session's front expiry are read (the (underlying, expiry, ts) index
+    # ranges of f), not the whole chain of every listed expiry.
     minute_sql = f"""
-        WITH g AS (
-            SELECT instrument_id, ts, expiry, strike, option_type, forward, model, underlying_price,
-                   {", ".join(ATM_SIDE_FIELDS)}
-            FROM greeks_option_1m
-            WHERE underlying_id = %(uid)s AND ts >= %(lo)s AND ts < %(hi)s
-              AND expiry >= (ts AT TIME ZONE %(tz)s)::date
-              AND (%(expiry)s::date IS NULL OR expiry = %(expiry)s::date)
+        WITH f(fo, fc, fx) AS (
+            SELECT * FROM unnest(%(f_opens)s::timestamptz[], %(f_closes)s::timestamptz[], %(f_expiries)s::date[])
         ),
-        front AS (
-            SELECT g.ts, min(g.expiry) AS expiry FROM g GROUP BY g.ts
+        g AS (
+            SELECT o.instrument_id, o.ts, o.expiry, o.strike, o.option_type, o.forward, o.model,
+                   o.underlying_price, {", ".join(f"o.{f}" for f in ATM_SIDE_FIELDS)}
+            FROM f JOIN greeks_option_1m o
+              ON o.underlying_id = %(uid)s AND o.expiry = f.fx AND o.ts >= f.fo AND o.ts < f.fc
         ),
         chain AS (
-            SELECT g.ts, g.expiry, max(g.forward) AS forward
-            FROM g JOIN front USING (ts, expiry) GROUP BY g.ts, g.expiry
+            SELECT g.ts, g.expiry, max(g.forward) AS forward FROM g GROUP BY g.ts, g.expiry
         ),
         atm AS (
             SELECT DISTINCT ON (g.ts) g.ts, g.expiry, g.strike, chain.forward
@@ -532,14 +559,20 @@ def atm_series_at(
         LEFT JOIN g c ON c.ts = a.ts AND c.expiry = a.expiry AND c.strike = a.strike AND c.option_type = 'call'
         LEFT JOIN g p ON p.ts = a.ts AND p.expiry = a.expiry AND p.strike = a.strike AND p.option_type = 'put'
     """
+    params = {
+        "uid": underlying_id,
+        "f_opens": [s.open for s, _ in fronts],
+        "f_closes": [s.close for s, _ in fronts],
+        "f_expiries": [x for _, x in fronts],
+    }
     return _bucketed_series(
         minute_sql=minute_sql,
         value_columns=atm_value_columns(),
         meta_columns=_ATM_META,
         timeframe=timeframe,
         agg=agg,
-        sessions=sessions,
-        params={"uid": underlying_id, "tz": settings.MARKET_TIMEZONE, "expiry": expiry},
+        sessions=[s for s, _ in fronts],
+        params=params,
         start=start,
         end=end,
     )
