@@ -431,7 +431,7 @@ def _bars_read(
             )
         fresh = dict(zip((s.date for s in needed), _split(computed, needed), strict=True))
 
-    result = _assemble([blocks.get(s.date) or fresh[s.date] for s in sessions], start, end)
+    result = _assemble([blocks[s.date] if s.date in blocks else fresh[s.date] for s in sessions], start, end)
     writes = [(keys[day], b"", block, CACHE_TTL_SECONDS) for day, block in fresh.items() if day in keys]
     if epoch is not None:
         writes.append((rkey, epoch, result, RANGE_TTL_SECONDS))

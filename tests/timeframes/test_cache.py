@@ -277,3 +277,19 @@ def test_fills_are_written_in_the_request_when_write_behind_is_off_or_full(
     _read(spot.id, sessions)
 
     assert len(_entries(redis_client, spot.id)) == 5
+
+
+def test_a_closed_session_without_bars_is_served_from_the_cache_too(spot, sessions):
+    # The first session has no bars (e.g. warm-up history reaching before the data starts) and
+    # the last is still open: the second read takes the empty session's entry from the cache.
+    now = sessions[-1].open + dt.timedelta(minutes=100)
+    live = [r for r in random_rows(sessions[1:], seed=33) if r[0] < now]
+    put_bars(spot.id, live)
+    refresh()
+
+    first = _read(spot.id, sessions, now=now)
+    second = _read(spot.id, sessions, now=now)
+
+    assert (second.source, second.sessions_cached, second.sessions_computed) == ("sessions", 4, 1)
+    assert second.items_json == first.items_json
+    _assert_matches(second, live, sessions)
