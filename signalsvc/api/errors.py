@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -78,6 +79,15 @@ def exception_handler(exc, context):
         code = _DRF_CODES.get(type(exc), exc.default_code)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return Response(error_body(code, str(message)), status=exc.status_code, headers=headers)
+    if isinstance(exc, OperationalError):
+        # PostgreSQL unreachable, out of connections, or the pool had none free in time: the
+        # request may succeed in a moment, and readiness reports the database.
+        log.warning("database unavailable in %s: %s", context.get("view"), exc)
+        return Response(
+            error_body("database_unavailable", "the database is unavailable; retry shortly"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     log.exception("unhandled error in %s", context.get("view"))
     return Response(
         error_body("internal_error", "internal error; it has been logged"),

@@ -77,6 +77,18 @@ DATABASES = {
 DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+# A connection pool per process (psycopg_pool) when DB_POOL_MAX_SIZE > 0. The ASGI entry point
+# (signalsvc/asgi.py) turns it on for web processes: Django runs each request's sync code in its
+# own thread there, and per-thread persistent connections piled up until PostgreSQL refused new
+# clients under load. Workers and commands keep one persistent connection per process.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),  # then the request gets a 503
+    }
 DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
     "TEST_DATABASE_NAME", default="test_signal_service"
 )

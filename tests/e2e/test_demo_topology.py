@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,25 @@ def test_demo_topology_end_to_end(topology):
     expiry = key.split("@")[3]
     true_vol = true_vol["underlyings"]["NIFTY"]["expiries"][expiry]["options"][key]["vol"]
     assert body["iv"] == pytest.approx(true_vol, abs=0.001)  # 0.1 vol points
+
+    # A burst of concurrent requests: every one answered, and the web process's request threads
+    # share its connection pool instead of each keeping a PostgreSQL connection of its own.
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 6 * 3600))
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+    paths = [
+        f"/api/v2/signals/historical/bars/NSE@NIFTY@equity_spot?start_time={start}&end_time={end}&timeframe={tf}"
+        for tf in ("7m", "13m", "1h", "custom_45")
+    ] + [
+        f"/api/v2/signals/historical/indicators/NSE@NIFTY@equity_spot/rsi?start_time={start}&end_time={end}"
+        f"&timeframe={tf}&period=14"
+        for tf in ("7m", "13m")
+    ]
+    with ThreadPoolExecutor(max_workers=48) as pool:
+        statuses = list(pool.map(lambda p: requests.get(url + p, timeout=60).status_code, paths * 16))
+    assert statuses == [200] * len(statuses)
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        assert cur.fetchone()[0] <= 40  # web pool (20) + worker, beat, ingest, simulator, this test
 
     os.killpg(topology["process"].pid, signal.SIGTERM)
     assert topology["process"].wait(60) is not None

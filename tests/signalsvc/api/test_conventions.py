@@ -1,5 +1,7 @@
 """API conventions (SPEC §9): the error JSON, API keys, anonymous access, rate limits, docs."""
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -8,6 +10,7 @@ from django.test import override_settings
 
 from signalsvc.accounts.models import ApiKey
 from signalsvc.accounts.throttling import TierRateThrottle
+from tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +138,40 @@ def test_an_unexpected_exception_still_leaves_as_the_error_json(rf):
     assert response.data == {
         "error": {"code": "internal_error", "message": "internal error; it has been logged", "details": {}}
     }
+
+
+def test_an_unavailable_database_is_503_with_retry_after(rf):
+    """PostgreSQL down, out of connections, or no pooled connection free in time."""
+    from django.db import OperationalError
+    from rest_framework.views import APIView
+
+    class NoDatabase(APIView):
+        permission_classes = []
+        throttle_classes = []
+
+        def get(self, request):
+            raise OperationalError("connection failed: sorry, too many clients already")
+
+    response = NoDatabase.as_view()(rf.get("/x"))
+    assert response.status_code == 503
+    assert response.data["error"]["code"] == "database_unavailable"
+    assert response["Retry-After"] == "5"
+
+
+def test_web_processes_share_a_connection_pool():
+    code = (
+        "import signalsvc.asgi; from django.conf import settings; d = settings.DATABASES['default']; "
+        "print(d['CONN_MAX_AGE'], d['OPTIONS']['pool']['max_size'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["0", "20"]
 
 
 def test_django_level_404_and_500_handlers_are_json(rf):
