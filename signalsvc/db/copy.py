@@ -33,8 +33,11 @@ def copy_upsert(
             for row in rows:
                 copy.write_row(row)
         guard = f" WHERE {where_sql}" if where_sql else ""
+        # Rows are merged in key order: concurrent batches over the same keys then lock them in
+        # the same order and wait for each other instead of deadlocking.
+        keys = ", ".join(f'"{c}"' for c in conflict)
         cur.execute(
-            f'INSERT INTO "{table}" AS t ({cols}) SELECT {cols} FROM "{stage}" '
+            f'INSERT INTO "{table}" AS t ({cols}) SELECT {cols} FROM "{stage}" ORDER BY {keys} '
             f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {update_sql}{guard}"
         )
         return cur.rowcount

@@ -114,8 +114,13 @@ def validate_bars(rows, *, market_tz: str, from_text: bool = False, first_row: i
     """Validate all rows. Returns (drafts, errors) where errors is [{"index", "errors"}], capped."""
     drafts: list[BarDraft] = []
     problems: list[dict] = []
+    seen: dict[tuple[str, dt.datetime], int] = {}  # (key, minute) -> row that first had it
     for index, row in enumerate(rows, start=first_row):
         draft, errors = validate_bar(row, market_tz=market_tz, from_text=from_text)
+        if draft is not None:
+            first = seen.setdefault((draft.key, draft.ts), index)
+            if first != index:  # two bars for one minute: which one is meant is not ours to guess
+                errors = [f"duplicate of row {first}: same instrument_key and minute {draft.ts.isoformat()}"]
         if errors:
             if len(problems) < MAX_REPORTED_ERRORS:
                 problems.append({"index": index, "errors": errors})

@@ -88,6 +88,8 @@ def test_naive_timestamps_are_market_time(writer):
         ([bar(high=23000.0)], "low <= open, close <= high"),
         ([bar(volume=-1)], "volume must be >= 0"),
         ([bar(extra=1)], "unknown fields"),
+        # The same minute twice (here once naive, once with its offset): ambiguous, refused.
+        ([bar(timestamp="2026-11-24T09:15:00"), bar(close=24001.0)], "duplicate of row 1"),
     ],
 )
 def test_malformed_bodies_are_400_and_write_nothing(writer, body, fragment):
@@ -176,3 +178,42 @@ def test_reader_rejects_times_out_of_range(writer):
     response = writer.get(f"/api/v2/market/bars/{SPOT}", {"start_time": "0001-01-01T00:00:00"})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+@pytest.mark.django_db(transaction=True)  # each writer thread has its own connection
+def test_concurrent_batches_over_the_same_minutes_never_deadlock(make_instruments):
+    """Two writers merging the same bars in opposite orders at the same moment both succeed:
+    rows are merged in key order, so the second waits for the first instead of deadlocking."""
+    import datetime as dt
+    import threading
+
+    from django.db import connection
+
+    from signalsvc.marketdata.services import BarIn, bars_upsert
+
+    instrument = make_instruments(SPOT)[SPOT]
+    start = dt.datetime(2026, 11, 24, 3, 45, tzinfo=dt.UTC)
+    rows = [
+        BarIn(instrument.id, start + dt.timedelta(minutes=i), 1.0, 2.0, 0.5, 1.5, 1.0, None)
+        for i in range(20_000)
+    ]
+    bars_upsert(bars=rows)  # existing rows: each batch then locks every one of them
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def write(batch):
+        try:
+            barrier.wait(10)
+            bars_upsert(bars=batch)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for _ in range(3):
+        threads = [threading.Thread(target=write, args=(b,)) for b in (rows, rows[::-1])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
