@@ -27,6 +27,7 @@ from signalsvc.db.copy import copy_upsert
 from signalsvc.db.partitions import partitions_ensure
 from signalsvc.instruments.models import Instrument
 from signalsvc.marketdata.latest import latest_ticks_get
+from signalsvc.redis_clients import redis_client as shared_redis_client
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def expiry_datetime(expiry: dt.date) -> dt.datetime:
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=5)
+    return shared_redis_client(decode_responses=True, socket_timeout=5)
 
 
 def _nan(value: float | None) -> float:

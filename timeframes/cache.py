@@ -48,13 +48,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import redis
 from django.conf import settings
 
 from signalsvc.core.calendar import Session
+from signalsvc.redis_clients import redis_client as shared_redis_client
 from timeframes import selectors
 from timeframes.core.grammar import Timeframe
 from timeframes.render import bar_items
@@ -78,13 +78,8 @@ STATS_FLUSH_SECONDS = 5.0
 WATERMARK_MAX_AGE_SECONDS = 1.0  # an older watermark is safe for readers (see selectors.watermark_get)
 
 
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
-
-
 def redis_client() -> redis.Redis:
-    return _client(settings.REDIS_URL)
+    return shared_redis_client(decode_responses=False, socket_timeout=5)
 
 
 def token_key(instrument_id: int) -> str:

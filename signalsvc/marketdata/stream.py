@@ -31,13 +31,14 @@ from django.db import close_old_connections, transaction
 from signalsvc.instruments.selectors import instrument_ids
 from signalsvc.marketdata import latest
 from signalsvc.marketdata.services import TickIn, ticks_merge
+from signalsvc.redis_clients import redis_client as shared_redis_client
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=10)
+    return shared_redis_client(decode_responses=True, socket_timeout=10)
 
 
 def stream_position(entry_id: str) -> int:

@@ -8,8 +8,9 @@ import logging
 
 import numpy as np
 import redis
-from django.conf import settings
 from prometheus_client import Counter, Histogram
+
+from signalsvc.redis_clients import redis_client as shared_redis_client
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,10 @@ LATENCY = Histogram(
 )
 
 _PREFIX = "apimetrics:"
-_client: redis.Redis | None = None
 
 
 def redis_client() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=1)
-    return _client
+    return shared_redis_client(decode_responses=True, socket_timeout=1)
 
 
 def api_request_record(
