@@ -477,13 +477,17 @@ class _WriteBehind:
     def submit(self, scope: tuple[int, str], client: redis.Redis, writes: list) -> None:
         enabled = settings.TIMEFRAMES_CACHE_WRITE_BEHIND
         limit = settings.TIMEFRAMES_WRITE_BEHIND_MAX_PENDING
+        future = None
         with self._lock:
             if enabled and len(self._pending) < limit:
                 future = self._pool().submit(self._run, client, writes)
                 self._pending[scope] = future
-                future.add_done_callback(lambda f, scope=scope: self._done(scope, f))
-                return
-        _write(client, writes)
+        if future is None:
+            _write(client, writes)
+            return
+        # Outside the lock: a fill that has already finished runs the callback right here, and
+        # the callback takes the lock.
+        future.add_done_callback(lambda f, scope=scope: self._done(scope, f))
 
     @staticmethod
     def _run(client: redis.Redis, writes: list) -> None:

@@ -293,3 +293,28 @@ def test_a_closed_session_without_bars_is_served_from_the_cache_too(spot, sessio
     assert (second.source, second.sessions_cached, second.sessions_computed) == ("sessions", 4, 1)
     assert second.items_json == first.items_json
     _assert_matches(second, live, sessions)
+
+
+def test_a_fill_that_finishes_before_it_is_tracked_does_not_deadlock(monkeypatch):
+    from concurrent.futures import Future
+
+    class Immediate:  # the worker thread finishing the fill before submit() returns
+        def submit(self, fn, *args):
+            future = Future()
+            fn(*args)
+            future.set_result(None)
+            return future
+
+    writer = cache._WriteBehind()
+    monkeypatch.setattr(writer, "_pool", Immediate)
+    monkeypatch.setattr(cache, "_write", lambda client, writes: None)
+    done = threading.Event()
+
+    def submit():
+        writer.submit((1, "7m"), None, [])
+        writer.wait((1, "7m"), timeout=1)
+        done.set()
+
+    threading.Thread(target=submit, daemon=True).start()
+    assert done.wait(5), "submit() deadlocked on its own lock"
+    assert writer._pending == {}
