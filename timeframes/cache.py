@@ -491,10 +491,14 @@ class _WriteBehind:
 
     @staticmethod
     def _run(client: redis.Redis, writes: list) -> None:
+        # A cache fill lost is a later recomputation, nothing more: never let it reach a reader
+        # (readers wait on this future).
         try:
             _write(client, writes)
-        except redis.RedisError as exc:  # a cache fill lost is a later recomputation, nothing more
+        except redis.RedisError as exc:
             log.warning("bar cache fill failed (%s)", exc)
+        except Exception:
+            log.exception("bar cache fill failed")
 
     def _done(self, scope: tuple[int, str], future: Future) -> None:
         with self._lock:

@@ -318,3 +318,21 @@ def test_a_fill_that_finishes_before_it_is_tracked_does_not_deadlock(monkeypatch
     threading.Thread(target=submit, daemon=True).start()
     assert done.wait(5), "submit() deadlocked on its own lock"
     assert writer._pending == {}
+
+
+def test_a_failing_fill_never_reaches_the_next_reader(spot, sessions, monkeypatch, caplog):
+    rows = random_rows(sessions, seed=34)
+    put_bars(spot.id, rows)
+    refresh()
+
+    def broken(client, writes):
+        raise ValueError("encoding bug")
+
+    monkeypatch.setattr(cache, "_write", broken)
+    _read(spot.id, sessions)
+    cache.local_ranges.clear()  # only Redis could serve it now, and the fill never got there
+    read = _read(spot.id, sessions)  # waits for the failed fill: no error, computed again
+
+    assert read.source == "database"
+    _assert_matches(read, rows, sessions)
+    assert "bar cache fill failed" in caplog.text
