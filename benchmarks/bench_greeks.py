@@ -24,7 +24,6 @@ Targets (from the engine issue): greeks >= 10 M options/s and >= 10x py_vollib_v
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 import warnings
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Result, median_time
+from benchmarks.common import Result, load_note, median_time, verdict
 from greeks.engine import IVReason, greeks, implied_vol, price
 
 R = 0.065
@@ -131,18 +130,6 @@ def _vollib() -> tuple[Any, str]:
         return None, f"vollib not usable ({type(exc).__name__}: {exc}); row skipped"
 
 
-def _load_note() -> str:
-    """The machine is shared: say how busy it was, since wall times scale with it."""
-    try:
-        return f"[load avg {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs]"
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return ""
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def _greeks_rows(pvv: Any, pvv_err: str, vl: Any, vl_err: str) -> list[Result]:
     n = GREEKS_N
     m = market(n)
@@ -158,16 +145,16 @@ def _greeks_rows(pvv: Any, pvv_err: str, vl: Any, vl_err: str) -> list[Result]:
                 pvv.get_all_greeks(*args, model="black_scholes", return_as="dict"),
             )
         )
-    load = _load_note()
+    load = load_note()
     med = interleaved_medians(fns, repeats=5)
     base_s = med.get(_PVV)
 
     def note(seconds: float) -> str:
         rate = n / seconds
-        parts = [f"{rate / 1e6:.1f} M/s (target >= 10 M/s: {_verdict(rate >= GREEKS_TARGET_RATE)})"]
+        parts = [f"{rate / 1e6:.1f} M/s (target >= 10 M/s: {verdict(rate >= GREEKS_TARGET_RATE)})"]
         if base_s is not None:
             ratio = base_s / seconds
-            parts.append(f"{ratio:.1f}x pvv (target >= 10x: {_verdict(ratio >= GREEKS_TARGET_RATIO)})")
+            parts.append(f"{ratio:.1f}x pvv (target >= 10x: {verdict(ratio >= GREEKS_TARGET_RATIO)})")
         else:
             parts.append(pvv_err)
         return "; ".join(parts)
@@ -226,7 +213,7 @@ def _iv_rows(n: int, pvv: Any, pvv_err: str, vl: Any, vl_err: str) -> list[Resul
                 quote, S, K, t, R, flag, q=0.0, model="black_scholes", return_as="numpy", on_error="ignore"
             )
         )
-    load = _load_note()
+    load = load_note()
     med = interleaved_medians(fns, repeats=5 if n >= 1_000_000 else 21)
     base_s = med.get(_PVV)
 
@@ -241,7 +228,7 @@ def _iv_rows(n: int, pvv: Any, pvv_err: str, vl: Any, vl_err: str) -> list[Resul
         if base_s is None:
             return f"{pvv_err}; {quality}"
         ratio = base_s / seconds
-        return f"{ratio:.2f}x pvv (target >= {target}x: {_verdict(ratio >= target)}); {quality}"
+        return f"{ratio:.2f}x pvv (target >= {target}x: {verdict(ratio >= target)}); {quality}"
 
     rows = [
         Result(_IV_BENCH, _OURS, n, med[_OURS], f"{note(med[_OURS])} {load}"),

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import statistics
-import time
 from collections.abc import Callable
 
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE_NAME", "signal_bench")
@@ -193,30 +191,8 @@ def _pandas_baselines(instrument_id: int, sessions) -> tuple[Callable[[], int], 
     return grouped, resampled
 
 
-def _median(fn: Callable[[], object], repeats: int, before: Callable[[], None] | None = None) -> float:
-    samples = []
-    for _ in range(repeats):
-        if before is not None:
-            before()
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def _load_note() -> str:
-    try:
-        return f"[load avg {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} CPUs]"
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return ""
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def run() -> list:
-    from benchmarks.common import Result
+    from benchmarks.common import Result, load_note, median_time, verdict
 
     _configure()
     from django.conf import settings
@@ -265,23 +241,23 @@ def run() -> list:
     agreed = baseline() == buckets == baseline_resample()
     timeframe = selectors.timeframe_parse(TIMEFRAME)
 
-    load = _load_note()
-    cold = _median(request, repeats=7, before=flush_all)
+    load = load_note()
+    cold = median_time(request, repeats=7, warmup=0, before=flush_all)
     settings.TIMEFRAMES_CACHE_WRITE_BEHIND = False
-    cold_inline = _median(request, repeats=7, before=flush_all)
+    cold_inline = median_time(request, repeats=7, warmup=0, before=flush_all)
     settings.TIMEFRAMES_CACHE_WRITE_BEHIND = True
     request()
-    warm = _median(request, repeats=30)
-    warm_redis = _median(request, repeats=10, before=flush_local)
-    warm_sessions = _median(request, repeats=7, before=flush_ranges)
-    sql = _median(
+    warm = median_time(request, repeats=30, warmup=0)
+    warm_redis = median_time(request, repeats=10, warmup=0, before=flush_local)
+    warm_sessions = median_time(request, repeats=7, warmup=0, before=flush_ranges)
+    sql = median_time(
         lambda: selectors.bars_from_minutes(
             instrument_id=instrument_id, timeframe=timeframe, sessions=sessions
         ),
         repeats=7,
     )
-    base = _median(baseline, repeats=5)
-    base_resample = _median(baseline_resample, repeats=3)
+    base = median_time(baseline, repeats=5, warmup=0)
+    base_resample = median_time(baseline_resample, repeats=3, warmup=0)
     rows_note = f"{SESSIONS * MINUTES:,} rows -> {buckets:,} buckets" + (
         "" if agreed else "; COUNT MISMATCH vs pandas"
     )
@@ -291,7 +267,7 @@ def run() -> list:
             "endpoint cold (cache miss)",
             buckets,
             cold,
-            f"p50; target < 100 ms: {_verdict(cold < COLD_TARGET_S)}; {base / cold:.1f}x pandas baseline; "
+            f"p50; target < 100 ms: {verdict(cold < COLD_TARGET_S)}; {base / cold:.1f}x pandas baseline; "
             f"{rows_note} {load}",
         ),
         Result(
@@ -306,7 +282,7 @@ def run() -> list:
             "endpoint warm (cache hit)",
             buckets,
             warm,
-            f"p50; target < 10 ms: {_verdict(warm < WARM_TARGET_S)}; {base / warm:.0f}x pandas baseline",
+            f"p50; target < 10 ms: {verdict(warm < WARM_TARGET_S)}; {base / warm:.0f}x pandas baseline",
         ),
         Result(
             _BENCH, "endpoint warm, range from Redis", buckets, warm_redis, "p50; in-process tier cleared"
