@@ -122,7 +122,7 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
     expiry_array = np.array(expiries, dtype="datetime64[D]")
     for expiry in sorted(set(expiries)):
         members = expiry_array == np.datetime64(expiry)
-        t_expiry = (expiry_datetime(expiry) - reference).total_seconds() / (365 * 86400)
+        t_expiry = float(year_fraction((expiry_datetime(expiry) - reference).total_seconds()))
         future_tick = ticks.get(futures.get(expiry, ""))
         if future_tick is not None:
             value, source = future_tick["ltp"], "future"

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import erfcx, ndtr, ndtri
 
-from greeks.engine._black import cancellation_subset_negative_h, small_t_otm_black
+from greeks.engine._black import _INV_SQRT_2, _INV_SQRT_2PI, cancellation_subset_negative_h, small_t_otm_black
 from greeks.engine._inputs import (
     FloatArray,
     Operand,
@@ -51,11 +51,9 @@ _SQRT_DBL_MAX = math.sqrt(_DBL_MAX)
 _MIN_R = -(1.0 - math.sqrt(_DBL_EPSILON))  # minimum rational cubic control parameter
 _MAX_R = 2.0 / (_DBL_EPSILON * _DBL_EPSILON)  # control parameter that means "linear"
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _SQRT_PI_OVER_2 = math.sqrt(math.pi / 2.0)
 _SQRT_3 = math.sqrt(3.0)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _TWO_PI_OVER_SQRT_27 = 2.0 * math.pi / math.sqrt(27.0)
 
 # Householder steps applied to every element; Jäckel shows two suffice from this initial guess.

@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtr
 
-from greeks.engine._black import cancellation_subset, small_t_otm_black
+from greeks.engine._black import _INV_SQRT_2PI, cancellation_subset, small_t_otm_black
 from greeks.engine._inputs import (
     FloatArray,
     Operand,
@@ -53,7 +53,6 @@ from greeks.engine._inputs import (
 
 GREEK_KEYS = ("price", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm")
 
-_INV_SQRT_2PI = 0.3989422804014326779399460599343818684758586311649
 _DAYS_PER_YEAR = 365.0
 
 
