@@ -54,17 +54,6 @@ class Tick:
     bid: float | None
     ask: float | None
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "ts": self.ts.isoformat(),
-            "ltp": self.ltp,
-            "volume": self.volume,
-            "oi": self.oi,
-            "bid": self.bid,
-            "ask": self.ask,
-        }
-
 
 @dataclass(frozen=True)
 class Bar:
@@ -78,18 +67,6 @@ class Bar:
     close: float
     volume: float
     oi: float
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "ts": self.ts.isoformat(),
-            "open": self.open,
-            "high": self.high,
-            "low": self.low,
-            "close": self.close,
-            "volume": self.volume,
-            "oi": self.oi,
-        }
 
 
 @dataclass
