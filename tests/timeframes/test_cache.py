@@ -13,6 +13,7 @@ from tests.timeframes.reference import reference_bars
 from timeframes import cache
 from timeframes.core.grammar import parse_timeframe
 from timeframes.models import CustomTimeframe
+from timeframes.render import bar_items
 from timeframes.services import custom_timeframes_flush
 
 pytestmark = pytest.mark.django_db
@@ -180,15 +181,19 @@ def test_custom_timeframe_usage_is_recorded_in_signal_custom_timeframes(spot, se
 def test_block_encoding_round_trips(spot, sessions):
     put_bars(spot.id, random_rows(sessions[:1], seed=28, with_oi=True))
     read = _read(spot.id, sessions[:1])
-    block = cache.Block(read.bars, read.items_json, np.arange(read.count + 1) * 0)
+    items, offsets = bar_items(read.bars)
+    block = cache.Block(read.bars, items, offsets)
 
-    decoded = cache.decode_block(cache.encode_block(block))
+    encoded = cache.encode_block(block)
+    decoded = cache.decode_block(encoded)
 
     assert decoded is not None
     for key, values in read.bars.items():
         np.testing.assert_array_equal(decoded.bars[key], values)
-    assert decoded.items == read.items_json
+    assert decoded.items == items == read.items_json
+    np.testing.assert_array_equal(decoded.offsets, offsets)
     assert cache.decode_block(b"garbage") is None
+    assert cache.decode_block(encoded[:-1]) is None  # truncated: a miss, not wrong bars
 
 
 def test_without_redis_the_bars_come_from_postgresql(spot, sessions, free_redis_port):
