@@ -43,12 +43,12 @@ import secrets
 import struct
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+import cachetools
 import numpy as np
 import redis
 from django.conf import settings
@@ -249,39 +249,27 @@ def sessions_invalidate(*, pairs: Sequence[tuple[int, dt.date]], client: redis.R
 class _LocalLRU:
     """A small LRU in this process, bounded in bytes, in front of Redis: a large range costs
     milliseconds to move out of Redis (and to copy into a response), and a repeated request is
-    common. Keys always include the epoch token, so entries obey the same invalidation as Redis."""
+    common. Keys always include the epoch token, so entries obey the same invalidation as Redis.
+    cachetools does the bookkeeping; its caches are not thread-safe, hence the lock."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple, tuple[object, int]] = OrderedDict()
-        self._bytes = 0
+        self._entries = cachetools.LRUCache(maxsize=max_bytes, getsizeof=lambda entry: entry[1])
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> object | None:
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
-                return None
-            self._entries.move_to_end(key)
-            return entry[0]
+        return None if entry is None else entry[0]
 
     def put(self, key: tuple, value: object, size: int) -> None:
-        if size > self.max_bytes:
+        if size > self._entries.maxsize:  # larger than the whole tier: not kept
             return
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
             self._entries[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, evicted) = self._entries.popitem(last=False)
-                self._bytes -= evicted
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._bytes = 0
 
 
 def _block_size(block: Block) -> int:

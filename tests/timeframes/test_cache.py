@@ -341,3 +341,15 @@ def test_a_failing_fill_never_reaches_the_next_reader(spot, sessions, monkeypatc
     assert read.source == "database"
     _assert_matches(read, rows, sessions)
     assert "bar cache fill failed" in caplog.text
+
+
+def test_the_in_process_tier_keeps_the_most_recent_entries_within_its_byte_budget():
+    lru = cache._LocalLRU(max_bytes=100)
+    lru.put("a", "A", 40)
+    lru.put("b", "B", 40)
+    assert lru.get("a") == "A"  # now the most recent
+    lru.put("c", "C", 40)  # over budget: the least recent ("b") goes
+
+    assert (lru.get("a"), lru.get("b"), lru.get("c")) == ("A", None, "C")
+    lru.put("huge", "H", 101)  # larger than the whole tier: not kept, nothing evicted
+    assert (lru.get("huge"), lru.get("a")) == (None, "A")
