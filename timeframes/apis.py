@@ -31,7 +31,7 @@ from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, i
 from timeframes import cache, indicator_selectors, selectors
 from timeframes.core import indicators
 from timeframes.core.grammar import STANDARD_TIMEFRAMES, TIMEFRAME_GRAMMAR, InvalidTimeframe, Timeframe
-from timeframes.render import iso_utc
+from timeframes.render import iso_utc, series_items
 
 DEFAULT_TIMEFRAME = "1m"
 # Query parameters that are not indicator parameters.
@@ -226,8 +226,8 @@ class HistoricalGreeksApi(APIView):
     @extend_schema(
         summary="IV and Greeks history at any timeframe",
         description=(
-            "Option key: that option's series. Underlying (equity_spot) key: the ATM series of the nearest "
-            "expiry not yet expired at each minute (or `expiry_date`): ATM strike = listed strike nearest the "
+            "Option key: that option's series. Underlying (equity_spot) key: the ATM series of, in each session, "
+            "the nearest listed expiry not yet expired (or `expiry_date`): ATM strike = strike nearest the "
             "forward (tie: lower); value = mean of the ATM call and put (iv = mean of their IVs), with `call` "
             "and `put` each side. Bucket value = last observation (`agg=mean`: mean of the observations)."
         ),
@@ -373,21 +373,6 @@ class IndicatorListApi(APIView):
         return Response({"count": len(listing), "indicators": listing})
 
 
-def _series_items(series: indicator_selectors.IndicatorSeries) -> list[dict]:
-    starts = iso_utc(series.start)
-    ends = iso_utc(series.end)
-    columns = {k: json_values(v) for k, v in series.outputs.items()}
-    names = list(columns)
-    return [
-        {
-            "timestamp": t,
-            "value": {n: columns[n][i] for n in names},
-            "metadata": {"bucket_end": e},
-        }
-        for i, (t, e) in enumerate(zip(starts, ends, strict=True))
-    ]
-
-
 def _warmup(series: indicator_selectors.IndicatorSeries) -> dict:
     return {
         "memory": series.memory,
@@ -430,20 +415,19 @@ class HistoricalIndicatorApi(APIView):
             start=start,
             end=end,
         )
-        return Response(
-            {
-                "instrument_key": instrument.key,
-                "indicator": series.name,
-                "params": series.params,
-                "outputs": list(series.outputs),
-                "start_time": iso(start),
-                "end_time": iso(end),
-                "timeframe": timeframe.label,
-                "warmup": _warmup(series),
-                "data_points": len(series),
-                "time_series": _series_items(series),
-            }
-        )
+        payload = {
+            "instrument_key": instrument.key,
+            "indicator": series.name,
+            "params": series.params,
+            "outputs": list(series.outputs),
+            "start_time": iso(start),
+            "end_time": iso(end),
+            "timeframe": timeframe.label,
+            "warmup": _warmup(series),
+            "data_points": len(series),
+        }
+        items, _ = series_items(series.start, series.end, series.outputs)
+        return json_response(payload, series_items=items)
 
 
 def latest_payload(instrument: InstrumentRef, indicator: str, params: Mapping, timeframe: Timeframe) -> dict:

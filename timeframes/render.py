@@ -11,6 +11,7 @@ are formatted exactly as ``json.dumps`` formats a float (shortest repr); non-fin
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from itertools import repeat
 
@@ -76,43 +77,50 @@ def json_string(text: str) -> str:
     return json.dumps(text)
 
 
-_BAR_TEMPLATE = (
-    '{"timestamp":"',
-    '","value":{"open":',
-    ',"high":',
-    ',"low":',
-    ',"close":',
-    ',"volume":',
-    ',"oi":',
-    '},"metadata":{"bucket_end":"',
-    '","bars":',
-    "}},",
-)
-
-
-def bar_items(bars: dict[str, np.ndarray]) -> tuple[bytes, np.ndarray]:
+def series_items(
+    start: np.ndarray,
+    end: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    metadata: Mapping[str, np.ndarray] | None = None,
+) -> tuple[bytes, np.ndarray]:
     """One JSON item per bucket, each followed by a comma, and the byte offset where each starts
     (``offsets[i]:offsets[i+1]`` is item i with its comma; ``len(offsets) == n + 1``).
 
-    Item: ``{"timestamp", "value": {open, high, low, close, volume, oi}, "metadata": {bucket_end,
-    bars}}`` (the SPEC §9 historical series shape; ``bars`` = 1-minute bars in the bucket). Each
-    column is formatted once; each item is a ``str.join`` of its pieces (``map`` over ``zip``, in C,
-    no Python code per bucket).
+    Item: ``{"timestamp", "value": {name: value, ...}, "metadata": {bucket_end, name: value, ...}}``
+    (the SPEC §9 historical series shape). Each column is formatted once; each item is a
+    ``str.join`` of its pieces (``map`` over ``zip``, in C, no Python code per bucket).
     """
-    n = len(bars["start"])
+    n = len(start)
     offsets = np.zeros(n + 1, dtype=np.int64)
     if n == 0:
         return b"", offsets
-    columns = [
-        iso_utc(bars["start"]),
-        *(json_numbers(bars[f]) for f in ("open", "high", "low", "close", "volume", "oi")),
-        iso_utc(bars["end"]),
-        json_numbers(bars["count"]),
-    ]
     pieces: list = []
-    for constant, column in zip(_BAR_TEMPLATE, columns, strict=False):
-        pieces += [repeat(constant, n), column]
-    pieces.append(repeat(_BAR_TEMPLATE[-1], n))
-    items = list(map("".join, zip(*pieces, strict=False)))
+
+    def text(constant: str) -> None:
+        pieces.append(repeat(constant, n))
+
+    text('{"timestamp":"')
+    pieces.append(iso_utc(start))
+    text('","value":{')
+    for i, (name, column) in enumerate(values.items()):
+        text(("," if i else "") + json_string(name) + ":")
+        pieces.append(json_numbers(column))
+    text('},"metadata":{"bucket_end":"')
+    pieces.append(iso_utc(end))
+    text('"')
+    for name, column in (metadata or {}).items():
+        text("," + json_string(name) + ":")
+        pieces.append(json_numbers(column))
+    text("}},")
+    items = list(map("".join, zip(*pieces, strict=True)))
     np.cumsum(np.fromiter(map(len, items), dtype=np.int64, count=n), out=offsets[1:])
-    return "".join(items).encode("ascii"), offsets
+    return "".join(items).encode(), offsets
+
+
+BAR_VALUES = ("open", "high", "low", "close", "volume", "oi")
+
+
+def bar_items(bars: Mapping[str, np.ndarray]) -> tuple[bytes, np.ndarray]:
+    """``series_items`` of bars: ``value{open, high, low, close, volume, oi}``, ``metadata{bucket_end,
+    bars}`` (``bars`` = 1-minute bars in the bucket)."""
+    return series_items(bars["start"], bars["end"], {f: bars[f] for f in BAR_VALUES}, {"bars": bars["count"]})
