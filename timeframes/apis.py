@@ -28,6 +28,7 @@ from signalsvc.api.params import parse_range
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, instrument_ids
+from signalsvc.marketdata.selectors import bars_range
 from timeframes import cache, indicator_selectors, selectors
 from timeframes.core import indicators
 from timeframes.core.grammar import STANDARD_TIMEFRAMES, TIMEFRAME_GRAMMAR, InvalidTimeframe, Timeframe
@@ -324,7 +325,7 @@ class AvailableTimeframesApi(APIView):
     @extend_schema(summary="Timeframes and the data range of an instrument", responses={200: dict})
     def get(self, request, key: str):
         instrument = instrument_ref(key)
-        first, last, count = selectors.bars_data_range(instrument_id=instrument.id)
+        first, last, count = bars_range(instrument_id=instrument.id)
         calendar = selectors.market_calendar()
         used = list(instrument_custom_timeframes(instrument.id).values_list("timeframe", flat=True)[:50])
         return Response(

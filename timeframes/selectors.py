@@ -346,16 +346,6 @@ def bars_at(*, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end
     return filter_range(bars, start, end)
 
 
-def bars_data_range(*, instrument_id: int) -> tuple[dt.datetime | None, dt.datetime | None, int]:
-    """First and last 1-minute bar held for an instrument, and how many."""
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT min(ts), max(ts), count(*) FROM market_bar_1m WHERE instrument_id = %s", [instrument_id]
-        )
-        first, last, count = cur.fetchone()
-    return first, last, int(count)
-
-
 def latest_bar_ts(*, instrument_id: int, before: dt.datetime | None = None) -> dt.datetime | None:
     """Time of the instrument's most recent 1-minute bar (before ``before`` when given)."""
     sql = "SELECT ts FROM market_bar_1m WHERE instrument_id = %s"
