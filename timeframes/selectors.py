@@ -29,6 +29,7 @@ from django.db import connection, transaction
 
 from signalsvc.core.calendar import MarketCalendar, Session, get_calendar
 from signalsvc.core.keys import OPTIONS
+from timeframes.core.buckets import aware_to_us as to_us
 from timeframes.core.buckets import sql_bucket_expression
 from timeframes.core.grammar import Timeframe, parse_timeframe
 
@@ -205,10 +206,6 @@ def filter_range(bars: dict[str, np.ndarray], start: dt.datetime, end: dt.dateti
     if lo == 0 and hi == len(s):
         return bars
     return {k: v[lo:hi] for k, v in bars.items()}
-
-
-def to_us(value: dt.datetime) -> int:
-    return (value - dt.datetime(1970, 1, 1, tzinfo=UTC)) // dt.timedelta(microseconds=1)
 
 
 # -- bars ------------------------------------------------------------------------------------------

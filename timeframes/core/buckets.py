@@ -47,6 +47,7 @@ __all__ = [
     "aggregate_ohlcv",
     "aggregate_series",
     "assign_buckets",
+    "aware_to_us",
     "bucket_for",
     "session_buckets",
     "session_index",
@@ -95,8 +96,8 @@ class SessionTable:
     def of(cls, sessions: Sequence[_SessionLike] | SessionTable) -> SessionTable:
         if isinstance(sessions, SessionTable):
             return sessions
-        opens = np.array([_aware_to_us(s.open) for s in sessions], dtype=np.int64).view(US)
-        closes = np.array([_aware_to_us(s.close) for s in sessions], dtype=np.int64).view(US)
+        opens = np.array([aware_to_us(s.open) for s in sessions], dtype=np.int64).view(US)
+        closes = np.array([aware_to_us(s.close) for s in sessions], dtype=np.int64).view(US)
         return cls(opens, closes)
 
     def __len__(self) -> int:
@@ -165,7 +166,7 @@ class AggregatedSeries:
 # -- conversions -------------------------------------------------------------------------------
 
 
-def _aware_to_us(value: dt.datetime) -> int:
+def aware_to_us(value: dt.datetime) -> int:
     if not isinstance(value, dt.datetime):
         raise TypeError(f"expected an aware datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
@@ -185,7 +186,7 @@ def to_datetime64(ts: object) -> np.ndarray:
     if arr.dtype.kind == "M":
         return arr.astype(US)
     if arr.dtype == object or arr.size == 0:
-        return np.array([_aware_to_us(v) for v in arr.ravel()], dtype=np.int64).view(US).reshape(arr.shape)
+        return np.array([aware_to_us(v) for v in arr.ravel()], dtype=np.int64).view(US).reshape(arr.shape)
     raise TypeError(f"timestamps must be datetime64 or aware datetimes, got dtype {arr.dtype}")
 
 
@@ -255,7 +256,7 @@ def bucket_for(
     ts: dt.datetime, sessions: Sequence[_SessionLike] | SessionTable, timeframe: Timeframe
 ) -> tuple[dt.datetime, dt.datetime] | None:
     """Scalar :func:`assign_buckets`: aware UTC ``(start, end)`` of the bucket containing ``ts``."""
-    t = np.array([_aware_to_us(ts)], dtype=np.int64).view(US)
+    t = np.array([aware_to_us(ts)], dtype=np.int64).view(US)
     start, end = assign_buckets(t, sessions, timeframe)
     if np.isnat(start[0]):
         return None
