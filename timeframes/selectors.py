@@ -444,13 +444,6 @@ def option_series_at(
     )
 
 
-def series_at(
-    *, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end: dt.datetime, agg: str = "last"
-) -> list[dict]:
-    """Greeks series of an option (``option_series_at``); for an underlying see ``atm_series_at``."""
-    return option_series_at(instrument_id=instrument_id, timeframe=timeframe, start=start, end=end, agg=agg)
-
-
 ATM_SIDE_FIELDS = (
     "iv", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm", "option_price",
 )  # fmt: skip
