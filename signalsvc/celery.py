@@ -10,7 +10,6 @@ import zlib
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
 
@@ -32,12 +31,6 @@ def shard_for(underlying: str, shard_count: int) -> int:
 
 def greeks_queue(underlying: str, shard_count: int) -> str:
     return f"{GREEKS_QUEUE_PREFIX}.{shard_for(underlying, shard_count)}"
-
-
-def all_queues(shard_count: int) -> list[Queue]:
-    names = [QUEUE_DEFAULT, QUEUE_INGEST, QUEUE_TIMEFRAMES]
-    names += [f"{GREEKS_QUEUE_PREFIX}.{i}" for i in range(shard_count)]
-    return [Queue(name) for name in names]
 
 
 app.conf.task_default_queue = QUEUE_DEFAULT

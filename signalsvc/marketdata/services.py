@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -140,6 +139,3 @@ def ticks_merge(*, ticks: Sequence[TickIn]) -> int:
         where_sql="t.source_seq IS NULL OR excluded.source_seq > t.source_seq",
     )
 
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
