@@ -187,14 +187,20 @@ def _decode_bars(row: Sequence[bytes | None] | None) -> dict[str, np.ndarray]:
     return out
 
 
+def tune_for_aggregation(cur) -> None:
+    """Settings for the aggregation queries, for the current transaction only, in one round trip.
+    JIT compilation costs far more than these queries run (the planner overestimates the session
+    join); parallel workers did not make them faster here and take the other core from concurrent
+    requests; grouping a year of buckets wants more than the default work_mem."""
+    cur.execute(
+        "SELECT set_config('jit', 'off', true), set_config('max_parallel_workers_per_gather', '0', true), "
+        "set_config('work_mem', '64MB', true)"
+    )
+
+
 def _fetch_one(sql: str, params: dict) -> tuple | None:
-    # JIT compilation costs far more than these queries run (the planner overestimates the
-    # session join); parallel workers did not make them faster here and take the other core from
-    # concurrent requests. Both are switched off for the transaction only.
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SET LOCAL jit = off")
-        cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        cur.execute("SET LOCAL work_mem = '64MB'")
+        tune_for_aggregation(cur)
         cur.execute(sql, params)
         return cur.fetchone()
 
@@ -413,7 +419,7 @@ def _bucketed_series(
     lo, hi = _span(sessions)
     all_params = {**params, "lo": lo, "hi": hi, "start": start, "end": end, **session_params(sessions)}
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SET LOCAL jit = off")
+        tune_for_aggregation(cur)
         cur.execute(sql, all_params)
         names = [c.name for c in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -94,8 +94,7 @@ def rollups_refresh(*, batch_rows: int = BATCH_ROWS, settle: dt.timedelta = SETT
         cur.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", [_LOCK])
         if not cur.fetchone()[0]:
             return {"skipped": True}
-        cur.execute("SET LOCAL jit = off")
-        cur.execute("SET LOCAL work_mem = '64MB'")
+        selectors.tune_for_aggregation(cur)
         for tracker in TRACKERS:
             RollupWatermark.objects.get_or_create(timeframe=tracker)
         marks = {

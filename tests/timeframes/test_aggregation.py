@@ -6,7 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -170,3 +170,16 @@ def test_database_buckets_match_assign_buckets_including_muhurat(spot, nse, labe
     starts, first = np.unique(expected.start, return_index=True)
     assert bars["start"].tolist() == starts.tolist()
     assert bars["end"].tolist() == expected.end[first].tolist()
+
+
+def test_aggregation_settings_last_for_the_transaction_only(transactional_db):
+    with transaction.atomic(), connection.cursor() as cur:
+        selectors.tune_for_aggregation(cur)
+        cur.execute(
+            "SELECT current_setting('jit'), current_setting('max_parallel_workers_per_gather'), "
+            "current_setting('work_mem')"
+        )
+        assert cur.fetchone() == ("off", "0", "64MB")
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('work_mem')")
+        assert cur.fetchone() != ("64MB",)
