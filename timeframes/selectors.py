@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from signalsvc.core.calendar import MarketCalendar, Session, get_calendar
-from signalsvc.core.keys import OPTIONS
+from signalsvc.instruments.selectors import option_expiries
 from timeframes.core.buckets import aware_to_us as to_us
 from timeframes.core.buckets import sql_bucket_expression
 from timeframes.core.grammar import Timeframe, parse_timeframe
@@ -473,14 +473,7 @@ def _front_expiries(
         return [(s, pinned) for s in sessions if s.date <= pinned]
     if not sessions:
         return []
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT DISTINCT o.expiry FROM instruments_instrument u JOIN instruments_instrument o "
-            "ON o.exchange = u.exchange AND o.symbol = u.symbol AND o.product = %s "
-            "WHERE u.id = %s AND o.expiry >= %s ORDER BY 1",
-            [OPTIONS, underlying_id, sessions[0].date],
-        )
-        expiries = [row[0] for row in cur.fetchall()]
+    expiries = option_expiries(underlying_id=underlying_id, since=sessions[0].date)
     out = []
     for session in sessions:
         i = bisect.bisect_left(expiries, session.date)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
-from signalsvc.core.keys import InvalidKey, parse_key
+from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
 
 
@@ -34,6 +35,20 @@ def instrument_get(*, key: str) -> Instrument:
     return Instrument.objects.get(key=canonical)
 
 
+def option_expiries(*, underlying_id: int, since: dt.date) -> list[dt.date]:
+    """Expiry dates on or after ``since`` of the options listed on an underlying (same exchange
+    and symbol as the underlying's row), oldest first."""
+    underlying = Instrument.objects.filter(id=underlying_id).values("exchange", "symbol").first()
+    if underlying is None:
+        return []
+    return list(
+        Instrument.objects.filter(**underlying, product=OPTIONS, expiry__gte=since)
+        .values_list("expiry", flat=True)
+        .distinct()
+        .order_by("expiry")
+    )
+
+
 _ids: dict[str, int] = {}
 _ids_lock = threading.Lock()
 
@@ -54,4 +69,4 @@ def instrument_ids_clear_cache() -> None:
         _ids.clear()
 
 
-__all__ = ["InvalidKey", "UnknownInstrument", "instrument_get", "instrument_ids"]
+__all__ = ["InvalidKey", "UnknownInstrument", "instrument_get", "instrument_ids", "option_expiries"]

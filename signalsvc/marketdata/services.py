@@ -138,4 +138,3 @@ def ticks_merge(*, ticks: Sequence[TickIn]) -> int:
         ),
         where_sql="t.source_seq IS NULL OR excluded.source_seq > t.source_seq",
     )
-
