@@ -127,17 +127,11 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
         if future_tick is not None:
             value, source = future_tick["ltp"], "future"
         else:
-            calls = {
-                k: p for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True) if c
-            }
-            puts = {
-                k: p
-                for k, p, c in zip(strikes[members], price[members], is_call[members], strict=True)
-                if not c
-            }
-            grid = np.array(sorted(set(calls) & set(puts)))
+            call, put = members & is_call, members & ~is_call
+            # Strikes listed as both a call and a put (one option per strike and type).
+            grid, at_call, at_put = np.intersect1d(strikes[call], strikes[put], return_indices=True)
             value = parity_forward(
-                grid, np.array([calls[k] for k in grid]), np.array([puts[k] for k in grid]), t=t_expiry, r=r, spot=spot
+                grid, price[call][at_call], price[put][at_put], t=t_expiry, r=r, spot=spot
             ) if grid.size else float("nan")  # fmt: skip
             source = "parity"
             if not np.isfinite(value):
