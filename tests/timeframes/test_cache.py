@@ -223,40 +223,44 @@ def _entries(redis_client, instrument_id) -> list[bytes]:
     return sorted(redis_client.scan_iter(match=f"{cache.ENTRY_PREFIX}{instrument_id}:*"))
 
 
+@pytest.fixture
+def held_fill(monkeypatch) -> threading.Event:
+    """Cache fills wait for this event before they write (a slow fill, in flight)."""
+    release = threading.Event()
+    write = cache._write
+    monkeypatch.setattr(cache, "_write", lambda *args: (release.wait(10), write(*args)))
+    return release
+
+
 def test_the_cache_fill_follows_the_response_and_a_repeat_waits_for_it(
-    spot, sessions, redis_client, monkeypatch
+    spot, sessions, redis_client, held_fill
 ):
     rows = random_rows(sessions, seed=30)
     put_bars(spot.id, rows)
     refresh()
-    release = threading.Event()
-    write = cache._write
-    monkeypatch.setattr(cache, "_write", lambda *args: (release.wait(10), write(*args)))
 
     first = _read(spot.id, sessions)
 
     assert first.source == "database" and _entries(redis_client, spot.id) == []  # answered before the fill
-    threading.Timer(0.2, release.set).start()
+    threading.Timer(0.2, held_fill.set).start()
+    cache.local_ranges.clear()  # so the repeat can only be served by what the fill writes to Redis
     second = _read(spot.id, sessions)  # same instrument and timeframe: waits for the fill in flight
     assert (second.source, second.sessions_cached) == ("range", 5)
     assert len(_entries(redis_client, spot.id)) == 5
     _assert_matches(second, rows, sessions)
 
 
-def test_a_fill_that_lands_after_an_invalidation_is_never_read(spot, sessions, redis_client, monkeypatch):
+def test_a_fill_that_lands_after_an_invalidation_is_never_read(spot, sessions, redis_client, held_fill):
     rows = random_rows(sessions, seed=31)
     put_bars(spot.id, rows)
     refresh()
-    release = threading.Event()
-    write = cache._write
-    monkeypatch.setattr(cache, "_write", lambda *args: (release.wait(10), write(*args)))
     _read(spot.id, sessions)  # its fill (of the old bars) is held back
     ts, o, h, low, c, v, oi = rows[700]
     corrected = (ts, o, h + 50.0, low, c, v, oi)
     put_bars(spot.id, [corrected])
     refresh()  # invalidates the tokens the held-back fill was computed under
 
-    release.set()
+    held_fill.set()
     cache.fills_wait()
     cache.local_ranges.clear()
     read = _read(spot.id, sessions)
