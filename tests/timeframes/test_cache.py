@@ -333,14 +333,17 @@ def test_a_failing_fill_never_reaches_the_next_reader(spot, sessions, monkeypatc
     rows = random_rows(sessions, seed=34)
     put_bars(spot.id, rows)
     refresh()
+    release = threading.Event()
 
     def broken(client, writes):
+        release.wait(10)
         raise ValueError("encoding bug")
 
     monkeypatch.setattr(cache, "_write", broken)
     _read(spot.id, sessions)
-    cache.local_ranges.clear()  # only Redis could serve it now, and the fill never got there
-    read = _read(spot.id, sessions)  # waits for the failed fill: no error, computed again
+    threading.Timer(0.2, release.set).start()
+    cache.local_ranges.clear()  # only Redis could serve it now, and the fill never gets there
+    read = _read(spot.id, sessions)  # waits on the failing fill: no error, computed again
 
     assert read.source == "database"
     _assert_matches(read, rows, sessions)
