@@ -114,15 +114,22 @@ def test_delta_levels_pick_one_option_of_each_type():
     otm = level_members(parse_level("OTM25delta"), strikes, is_call, forward, delta=delta)
     itm = level_members(parse_level("ITM25delta"), strikes, is_call, forward, delta=delta)
 
-    picked = {
-        ("call" if c else "put", k, round(abs(d), 4))
-        for k, c, d in zip(strikes[otm], is_call[otm], delta[otm], strict=True)
-    }
-    calls = [k for k, c in zip(strikes, is_call, strict=True) if c and k > forward]
-    puts = [k for k, c in zip(strikes, is_call, strict=True) if not c and k < forward]
-    best_call = min(calls, key=lambda k: (abs(abs(delta[(strikes == k) & is_call][0]) - 0.25), k))
-    best_put = min(puts, key=lambda k: (abs(abs(delta[(strikes == k) & ~is_call][0]) - 0.25), k))
-    assert {(side, k) for side, k, _ in picked} == {("call", best_call), ("put", best_put)}
-    assert itm.sum() == 2 and all(abs(abs(d) - 0.75) < 0.05 for d in delta[itm])
+    def brute_force(call: bool, side_of: str, target: float) -> float:
+        """The strike a plain search picks: right type and side, |delta| nearest, lower strike on a tie."""
+        itm_side = (strikes < forward) if call else (strikes > forward)
+        wanted = (is_call == call) & (itm_side if side_of == "ITM" else ~itm_side & (strikes != forward))
+        return min(
+            strikes[wanted].tolist(),
+            key=lambda k: (abs(abs(delta[wanted][strikes[wanted] == k][0]) - target), k),
+        )
+
+    def chosen(mask):
+        return {
+            ("call" if c else "put", k)
+            for k, c in zip(strikes[mask].tolist(), is_call[mask].tolist(), strict=True)
+        }
+
+    assert chosen(otm) == {("call", brute_force(True, "OTM", 0.25)), ("put", brute_force(False, "OTM", 0.25))}
+    assert chosen(itm) == {("call", brute_force(True, "ITM", 0.75)), ("put", brute_force(False, "ITM", 0.75))}
     with pytest.raises(ValueError, match="needs the options' deltas"):
         level_members(parse_level("OTM25delta"), strikes, is_call, forward)
