@@ -133,3 +133,54 @@ def test_no_out_of_the_money_option_no_pick():
     assert pick.index is None and pick.interpolated_strike is None
     with pytest.raises(ValueError, match=r"between 0 and 0\.5"):
         otm_by_delta(0.5, True, s, c, 24100.0, np.array([0.4, -0.6]), np.array([0.2, 0.2]))
+
+
+@given(
+    forward=st.floats(23000, 25000),
+    t=st.floats(2 / 365, 0.3),
+    holes=st.lists(st.integers(0, 80), max_size=10),
+    unpriced=st.lists(st.integers(0, 161), max_size=40),
+)
+def test_levels_at_once_equal_each_level_alone(forward, t, holes, unpriced):
+    """The stacked computation of many levels gives what level_greeks gives for each, including
+    missing quotes (no IV, no Greeks) and holes in the strike ladder."""
+    from moneyness.core.analytics import level_greeks, levels_greeks
+    from moneyness.core.levels import parse_level
+
+    ladder = np.delete(np.arange(22000.0, 26050.0, 50.0), holes)
+    strikes, is_call, values = priced_chain(forward, t, lambda k: 0.13 - 0.2 * k + 0.5 * k * k, ladder)
+    missing = [i for i in unpriced if i < len(strikes)]
+    for array in values.values():
+        array[missing] = np.nan
+    names = [
+        "ATM",
+        "ITM1",
+        "OTM3",
+        "ITM",
+        "OTM",
+        "DITM",
+        "DOTM",
+        "OTM5delta",
+        "OTM25delta",
+        "ITM25delta",
+        "OTM90",
+    ]
+    levels = [parse_level(n) for n in names]
+
+    together = levels_greeks(levels, strikes, is_call, forward, values)
+
+    for level, got in zip(levels, together, strict=True):
+        alone = level_greeks(level, strikes, is_call, forward, values)
+        assert got.level == alone.level
+        assert (got.members == alone.members).all()
+        assert (got.strike_min, got.strike_max, got.strike_count) == pytest.approx(
+            (alone.strike_min, alone.strike_max, alone.strike_count), nan_ok=True
+        )
+        for group in ("all", "calls", "puts"):
+            a, b = got.groups[group], alone.groups[group]
+            assert a.count == b.count
+            for field in ("delta", "gamma", "theta", "vega", "rho", "iv"):
+                assert getattr(a, field) == pytest.approx(
+                    getattr(b, field), rel=1e-12, abs=1e-15, nan_ok=True
+                )
+        assert got.interpolated == alone.interpolated

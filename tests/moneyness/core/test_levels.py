@@ -133,3 +133,64 @@ def test_delta_levels_pick_one_option_of_each_type():
     assert chosen(itm) == {("call", brute_force(True, "ITM", 0.75)), ("put", brute_force(False, "ITM", 0.75))}
     with pytest.raises(ValueError, match="needs the options' deltas"):
         level_members(parse_level("OTM25delta"), strikes, is_call, forward)
+
+
+def _members(text, strikes, is_call, forward, delta=None):
+    mask = level_members(parse_level(text), strikes, is_call, forward, delta=delta)
+    return sorted(zip(strikes[mask].tolist(), np.where(is_call[mask], "call", "put").tolist(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("forward", "atm"),
+    [(24000.0, 24000.0), (24049.99, 24000.0), (24050.0, 24000.0), (24050.01, 24100.0), (23960.0, 24000.0)],
+)
+def test_steps_on_both_sides_of_the_forward_and_at_a_tie(forward, atm):
+    """Whether the forward sits above, below or exactly between two strikes, ATM is the nearest (the
+    lower on a tie), and calls and puts step away from it in opposite directions."""
+    strikes, is_call = chain()
+    assert _members("ATM", strikes, is_call, forward) == [(atm, "call"), (atm, "put")]
+    assert _members("ITM2", strikes, is_call, forward) == [(atm - 200, "call"), (atm + 200, "put")]
+    assert _members("OTM2", strikes, is_call, forward) == [(atm - 200, "put"), (atm + 200, "call")]
+
+
+def test_at_the_chains_edges_only_the_side_that_is_listed_remains():
+    strikes, is_call = chain()
+    low, high = float(STRIKES[0]), float(STRIKES[-1])
+    # Forward below the lowest strike: ATM is the lowest; nothing lies "into the money" for a call.
+    assert _members("ATM", strikes, is_call, 22000.0) == [(low, "call"), (low, "put")]
+    assert _members("ITM1", strikes, is_call, 22000.0) == [(low + 100, "put")]
+    assert _members("OTM1", strikes, is_call, 22000.0) == [(low + 100, "call")]
+    # Forward above the highest: the mirror image.
+    assert _members("ITM1", strikes, is_call, 26000.0) == [(high - 100, "call")]
+    assert _members("OTM1", strikes, is_call, 26000.0) == [(high - 100, "put")]
+    # The last listed step on each side, and one beyond it.
+    assert _members("OTM10", strikes, is_call, 24000.0) == [(low, "put"), (high, "call")]
+    assert _members("OTM11", strikes, is_call, 24000.0) == []
+    # The lowest strike lies 5.1 % below a forward of 24200: deep, on each type's own side.
+    assert (low, "put") in _members("DOTM", strikes, is_call, 24200.0)
+    assert (low, "call") in _members("DITM", strikes, is_call, 24200.0)
+    assert (high, "put") in _members("ITM", strikes, is_call, 24200.0)
+
+
+def test_missing_quotes_keep_their_strike_place_but_are_never_a_delta_pick():
+    """An option without a quote (no IV, so no delta) still occupies its listed strike: the strike
+    ladder and the bands do not move. It just cannot be the option picked by a delta level."""
+    strikes, is_call = chain()
+    call_delta = np.linspace(0.98, 0.02, len(STRIKES))
+    delta = np.where(is_call, np.repeat(call_delta, 2), np.repeat(call_delta, 2) - 1.0)
+    forward = 24000.0
+    picked = _members("OTM25delta", strikes, is_call, forward, delta=delta)
+    assert len(picked) == 2
+    # Remove the quotes of exactly the picked options: the next nearest are picked instead.
+    missing = delta.copy()
+    for strike, side in picked:
+        missing[(strikes == strike) & (is_call == (side == "call"))] = np.nan
+    repicked = _members("OTM25delta", strikes, is_call, forward, delta=missing)
+    assert len(repicked) == 2 and not set(repicked) & set(picked)
+    # Steps and bands ignore quotes.
+    assert _members("OTM1", strikes, is_call, forward, delta=missing) == _members(
+        "OTM1", strikes, is_call, forward
+    )
+    # No quote at all on one side: that side has no delta pick.
+    no_puts = np.where(is_call, delta, np.nan)
+    assert [side for _, side in _members("OTM10delta", strikes, is_call, forward, delta=no_puts)] == ["call"]
