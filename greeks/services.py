@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -52,6 +53,60 @@ class ChainResult:
     solved: int
     expiries: int
     note: str = ""
+    # Seconds spent in each step of the pipeline (load, price, moneyness, store, publish).
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PricedChain:
+    """Every live option of one underlying priced at one instant: arrays over the options.
+
+    ``reference`` is the spot tick's time (the chain's instant), ``minute`` the minute its rows are
+    stored under. Per option: ``ids``, ``keys``, ``expiries`` (dates) and ``expiry_days``
+    (datetime64[D]), ``is_call``, ``strikes``, ``price`` (mid or last) and ``used_mid``,
+    ``source_ts`` (each tick's time), ``t`` (years to expiry from it), ``forward`` and
+    ``forward_source`` of its expiry, ``oi``, ``iv`` (NaN where unsolved) and ``reason``, and the
+    Greeks in ``values`` (``GREEK_NAMES``)."""
+
+    underlying_key: str
+    underlying_id: int
+    reference: dt.datetime
+    minute: dt.datetime
+    spot: float
+    model: str
+    ids: np.ndarray
+    keys: list[str]
+    expiries: list[dt.date]
+    expiry_days: np.ndarray
+    is_call: np.ndarray
+    strikes: np.ndarray
+    price: np.ndarray
+    used_mid: np.ndarray
+    source_ts: list[dt.datetime]
+    t: np.ndarray
+    forward: np.ndarray
+    forward_source: np.ndarray
+    oi: np.ndarray
+    iv: np.ndarray
+    reason: np.ndarray
+    values: dict[str, np.ndarray]
+    computed_at: dt.datetime
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def expiry_time(self, expiry: dt.date) -> float:
+        """Years from the chain's instant to ``expiry`` (ACT/365)."""
+        return float(year_fraction((expiry_datetime(expiry) - self.reference).total_seconds()))
+
+
+class NothingToCompute(Exception):
+    """The underlying has nothing to price yet; the message says why. ``reference``: the spot
+    tick's time when there was one."""
+
+    def __init__(self, note: str, reference: dt.datetime | None = None) -> None:
+        super().__init__(note)
+        self.reference = reference
 
 
 def expiry_datetime(expiry: dt.date) -> dt.datetime:
@@ -73,15 +128,56 @@ def _nullable(values: np.ndarray) -> list:
 
 
 def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> ChainResult:
-    """Compute and store IV and Greeks for every live option of ``underlying_key``."""
+    """Compute and store IV and Greeks for every live option of ``underlying_key``, and the
+    moneyness analytics of its chain from the same arrays (one transaction), then publish both."""
+    from moneyness import services as moneyness
+
+    client = client or redis_client()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = now - clock
+        clock = now
+
+    try:
+        chain = chain_price(underlying_key=underlying_key, client=client)
+    except NothingToCompute as nothing:
+        return ChainResult(underlying_key, nothing.reference, 0, 0, 0, str(nothing))
+    lap("price")
+    analytics = moneyness.moneyness_derive(chain=chain)
+    lap("moneyness")
+    with transaction.atomic():
+        greeks_rows_store(chain=chain)
+        lap("store")
+        moneyness.moneyness_rows_store(analytics=analytics)
+        lap("moneyness_store")
+    greeks_latest_publish(chain=chain, client=client)
+    lap("publish")
+    moneyness.moneyness_latest_publish(analytics=analytics, client=client)
+    lap("moneyness_publish")
+    return ChainResult(
+        underlying_key,
+        chain.reference,
+        len(chain),
+        int(np.isfinite(chain.iv).sum()),
+        len(set(chain.expiries)),
+        timings=timings,
+    )
+
+
+def chain_price(*, underlying_key: str, client: redis.Redis) -> PricedChain:
+    """Load the live options and their latest ticks, derive prices, times and forwards, and solve
+    IV and Greeks in one vectorised call. :class:`NothingToCompute` when there is nothing yet."""
     parsed = parse_key(underlying_key)
     if parsed.product != SPOT:
         raise ValueError(f"{underlying_key} is not an underlying (spot/index) key")
-    client = client or redis_client()
     underlying = Instrument.objects.get(key=underlying_key)
     spot_tick = latest_ticks_get(client, [underlying_key]).get(underlying_key)
     if spot_tick is None:
-        return ChainResult(underlying_key, None, 0, 0, 0, "no spot tick yet")
+        raise NothingToCompute("no spot tick yet")
     reference = spot_tick["ts"]
     today = reference.astimezone(IST).date()
     rows = list(
@@ -93,14 +189,13 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
     futures = {expiry: key for _, key, product, expiry, _, _ in rows if product == FUTURES}
     options = [r for r in rows if r[2] == OPTIONS]
     if not options:
-        return ChainResult(underlying_key, reference, 0, 0, 0, "no listed options")
+        raise NothingToCompute("no listed options", reference)
     ticks = latest_ticks_get(client, [r[1] for r in options] + list(futures.values()))
     options = [r for r in options if r[1] in ticks]
     if not options:
-        return ChainResult(underlying_key, reference, 0, 0, 0, "no option ticks yet")
+        raise NothingToCompute("no option ticks yet", reference)
 
     n = len(options)
-    ids = np.array([r[0] for r in options], dtype=np.int64)
     expiries = [r[3] for r in options]
     is_call = np.array([r[4] == "call" for r in options])
     strikes = np.array([float(r[5]) for r in options])
@@ -119,9 +214,9 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
 
     forward = np.empty(n)
     forward_source = np.empty(n, dtype=object)
-    expiry_array = np.array(expiries, dtype="datetime64[D]")
+    expiry_days = np.array(expiries, dtype="datetime64[D]")
     for expiry in sorted(set(expiries)):
-        members = expiry_array == np.datetime64(expiry)
+        members = expiry_days == np.datetime64(expiry)
         t_expiry = float(year_fraction((expiry_datetime(expiry) - reference).total_seconds()))
         future_tick = ticks.get(futures.get(expiry, ""))
         if future_tick is not None:
@@ -146,60 +241,95 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
         price, option_type, underlying_input, strikes, t, r, q=q, model=model, return_reason=True
     )
     values = engine.greeks(option_type, underlying_input, strikes, t, r, iv, q=q, model=model)
+    return PricedChain(
+        underlying_key=underlying_key,
+        underlying_id=underlying.id,
+        reference=reference,
+        minute=reference.astimezone(dt.UTC).replace(second=0, microsecond=0),
+        spot=spot,
+        model=model,
+        ids=np.array([r[0] for r in options], dtype=np.int64),
+        keys=[r[1] for r in options],
+        expiries=expiries,
+        expiry_days=expiry_days,
+        is_call=is_call,
+        strikes=strikes,
+        price=price,
+        used_mid=used_mid,
+        source_ts=source_ts,
+        t=t,
+        forward=forward,
+        forward_source=forward_source,
+        oi=np.array([_nan(t["oi"]) for t in option_ticks]),
+        iv=np.asarray(iv, dtype=float),
+        reason=reason,
+        values={name: np.asarray(values[name], dtype=float) for name in GREEK_NAMES},
+        computed_at=dt.datetime.now(dt.UTC),
+    )
 
-    minute = reference.astimezone(dt.UTC).replace(second=0, microsecond=0)
-    now = dt.datetime.now(dt.UTC)
-    # Column-wise: numpy turns non-finite values into NULLs for the whole chain at once.
+
+def _rows(chain: PricedChain) -> list[tuple]:
+    """The chain's rows of ``greeks_option_1m`` (``COLUMNS``), built column-wise: numpy turns
+    non-finite values into NULLs for the whole chain at once."""
+    n = len(chain)
     columns = [
-        ids.tolist(), [minute] * n, [underlying.id] * n, expiries, strikes.tolist(), option_type.tolist(),
-        [model] * n, source_ts, [spot] * n, forward.tolist(), forward_source.tolist(), _nullable(price),
-        np.where(used_mid, "mid", "ltp").tolist(), t.tolist(), _nullable(iv), reason.astype(int).tolist(),
-        *(_nullable(values[name]) for name in GREEK_NAMES), [now] * n,
+        chain.ids.tolist(), [chain.minute] * n, [chain.underlying_id] * n, chain.expiries,
+        chain.strikes.tolist(), np.where(chain.is_call, "call", "put").tolist(), [chain.model] * n,
+        chain.source_ts, [chain.spot] * n, chain.forward.tolist(), chain.forward_source.tolist(),
+        _nullable(chain.price), np.where(chain.used_mid, "mid", "ltp").tolist(), chain.t.tolist(),
+        _nullable(chain.iv), chain.reason.astype(int).tolist(),
+        *(_nullable(chain.values[name]) for name in GREEK_NAMES), [chain.computed_at] * n,
     ]  # fmt: skip
-    table = list(zip(*columns, strict=True))
-    with transaction.atomic():
-        partitions_ensure(table=TABLE, start=minute, end=minute)
-        copy_upsert(
+    return list(zip(*columns, strict=True))
+
+
+def greeks_rows_store(*, chain: PricedChain) -> int:
+    """COPY the chain's rows into ``greeks_option_1m``, never over a row computed from newer data."""
+    with transaction.atomic(savepoint=False):
+        partitions_ensure(table=TABLE, start=chain.minute, end=chain.minute)
+        return copy_upsert(
             table=TABLE,
             columns=COLUMNS,
-            rows=table,
+            rows=_rows(chain),
             conflict=["instrument_id", "ts"],
             update_sql=", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:]),
             where_sql="excluded.source_ts >= t.source_ts",
         )
-    _store_latest(client, options, table, underlying_key, minute)
-    return ChainResult(underlying_key, reference, n, int(np.isfinite(iv).sum()), len(set(expiries)))
 
 
-def _store_latest(client, options, table, underlying_key: str, minute: dt.datetime) -> None:
+def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> None:
     """Latest value per option as JSON in Redis, then one update message for the streaming layer."""
+    minute = chain.minute.isoformat()
+    computed_at = chain.computed_at.isoformat()
+    option_type = np.where(chain.is_call, "call", "put").tolist()
+    price, iv = _nullable(chain.price), _nullable(chain.iv)
+    greeks = {name: _nullable(chain.values[name]) for name in GREEK_NAMES}
     pipe = client.pipeline(transaction=False)
-    for option, row in zip(options, table, strict=True):
-        record = dict(zip(COLUMNS, row, strict=True))
+    for i, key in enumerate(chain.keys):
         payload = {
-            "instrument_key": option[1],
-            "underlying_key": underlying_key,
-            "timestamp": record["source_ts"].isoformat(),
-            "minute": minute.isoformat(),
-            "expiry": record["expiry"].isoformat(),
-            "strike": record["strike"],
-            "option_type": record["option_type"],
-            "model": record["model"],
-            "underlying_price": record["underlying_price"],
-            "forward": record["forward"],
-            "forward_source": record["forward_source"],
-            "option_price": record["option_price"],
-            "price_source": record["price_source"],
-            "time_to_expiry": record["time_to_expiry"],
-            "iv": record["iv"],
-            "iv_reason": engine.describe_reason(record["iv_reason"]),
-            "greeks": {name: record[name] for name in GREEK_NAMES} | {"iv": record["iv"]},
-            "computed_at": record["computed_at"].isoformat(),
+            "instrument_key": key,
+            "underlying_key": chain.underlying_key,
+            "timestamp": chain.source_ts[i].isoformat(),
+            "minute": minute,
+            "expiry": chain.expiries[i].isoformat(),
+            "strike": float(chain.strikes[i]),
+            "option_type": option_type[i],
+            "model": chain.model,
+            "underlying_price": chain.spot,
+            "forward": float(chain.forward[i]),
+            "forward_source": chain.forward_source[i],
+            "option_price": price[i],
+            "price_source": "mid" if chain.used_mid[i] else "ltp",
+            "time_to_expiry": float(chain.t[i]),
+            "iv": iv[i],
+            "iv_reason": engine.describe_reason(int(chain.reason[i])),
+            "greeks": {name: greeks[name][i] for name in GREEK_NAMES} | {"iv": iv[i]},
+            "computed_at": computed_at,
         }
-        pipe.set(LATEST_PREFIX + option[1], json.dumps(payload), ex=7 * 86400)
+        pipe.set(LATEST_PREFIX + key, json.dumps(payload), ex=7 * 86400)
     pipe.publish(
-        UPDATES_CHANNEL_PREFIX + underlying_key,
-        json.dumps({"underlying": underlying_key, "minute": minute.isoformat(), "options": len(options)}),
+        UPDATES_CHANNEL_PREFIX + chain.underlying_key,
+        json.dumps({"underlying": chain.underlying_key, "minute": minute, "options": len(chain)}),
     )
     pipe.execute()
 

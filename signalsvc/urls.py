@@ -12,6 +12,7 @@ api_v2 = [
     path("market/bars/<str:key>", market_apis.BarsReadApi.as_view(), name="market-bars-read"),
     path("signals/", include("greeks.urls")),
     path("signals/", include("timeframes.urls")),
+    path("signals/", include("moneyness.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
@@ -228,9 +228,10 @@ class HistoricalGreeksApi(APIView):
         summary="IV and Greeks history at any timeframe",
         description=(
             "Option key: that option's series. Underlying (equity_spot) key: the ATM series of, in each session, "
-            "the nearest listed expiry not yet expired (or `expiry_date`): ATM strike = strike nearest the "
-            "forward (tie: lower); value = mean of the ATM call and put (iv = mean of their IVs), with `call` "
-            "and `put` each side. Bucket value = last observation (`agg=mean`: mean of the observations)."
+            "the nearest listed expiry not yet expired (or `expiry_date`), read from the ATM IV table: ATM strike = "
+            "strike nearest the forward (tie: lower); value = mean of the ATM call and put (iv = mean of their "
+            "IVs), `atm_iv` = the IV at the forward (total variance between the bracketing OTM options), with "
+            "`call` and `put` each side. Bucket value = last observation (`agg=mean`: mean of the observations)."
         ),
         parameters=[
             *RANGE_PARAMS,
@@ -299,6 +300,7 @@ class HistoricalGreeksApi(APIView):
                 "timestamp": iso(r["bucket_start"]),
                 "value": {
                     **_greek_values(r),
+                    "atm_iv": r["atm_iv"],
                     "call": {f: r[f"call_{f}"] for f in selectors.ATM_SIDE_FIELDS},
                     "put": {f: r[f"put_{f}"] for f in selectors.ATM_SIDE_FIELDS},
                 },
@@ -493,30 +495,8 @@ class BatchIndicatorsApi(APIView):
         responses={200: dict},
     )
     def post(self, request):
-        body = request.data
-        items = body.get("items") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise ApiError(
-                status_code=400,
-                code="invalid_input",
-                message='body must be {"items": [{"instrument_key", "indicator", "timeframe", "params"}, ...]}',
-            )
-        if len(items) > settings.API_V2_BATCH_SIZE:
-            raise ApiError(
-                status_code=400,
-                code="batch_too_large",
-                message=f"at most {settings.API_V2_BATCH_SIZE} items per batch, got {len(items)}",
-            )
-        results = [self._one(i, item) for i, item in enumerate(items)]
-        succeeded = sum(r["status"] == "ok" for r in results)
-        return Response(
-            {
-                "requested": len(items),
-                "succeeded": succeeded,
-                "failed": len(items) - succeeded,
-                "results": results,
-            }
-        )
+        items = batch_items(request.data, item_shape='{"instrument_key", "indicator", "timeframe", "params"}')
+        return Response(batch_results(items, self._one))
 
     @staticmethod
     def _one(index: int, item: object) -> dict:
@@ -548,10 +528,7 @@ class BatchIndicatorsApi(APIView):
             out["result"] = latest_payload(instrument, name, params, timeframe)
             out["status"] = "ok"
         except ApiError as exc:
-            out.update(
-                status="error",
-                error={"code": exc.error_code, "message": exc.message, "details": exc.details or {}},
-            )
+            out.update(item_error(exc))
         except InvalidKey as exc:
             out.update(
                 status="error", error={"code": "invalid_instrument_key", "message": str(exc), "details": {}}

@@ -386,7 +386,7 @@ def _last(column: str) -> str:
     return f"(array_agg(m.{column} ORDER BY m.ts DESC))[1]"
 
 
-def _bucketed_series(
+def bucketed_series(
     *,
     minute_sql: str,
     value_columns: Sequence[str],
@@ -437,7 +437,7 @@ def option_series_at(
         f"SELECT ts, {', '.join(GREEK_VALUE_FIELDS)}, {', '.join(_OPTION_META)} FROM greeks_option_1m "
         "WHERE instrument_id = %(iid)s AND ts >= %(lo)s AND ts < %(hi)s"
     )
-    return _bucketed_series(
+    return bucketed_series(
         minute_sql=minute_sql,
         value_columns=GREEK_VALUE_FIELDS,
         meta_columns=_OPTION_META,
@@ -459,12 +459,13 @@ _ATM_META = ("expiry", "atm_strike", "forward", "model", "call_instrument_id", "
 def atm_value_columns() -> tuple[str, ...]:
     return (
         *GREEK_VALUE_FIELDS,
+        "atm_iv",
         *(f"call_{f}" for f in ATM_SIDE_FIELDS),
         *(f"put_{f}" for f in ATM_SIDE_FIELDS),
     )
 
 
-def _front_expiries(
+def front_expiries(
     *, underlying_id: int, sessions: Sequence[Session], pinned: dt.date | None
 ) -> list[tuple[Session, dt.date]]:
     """(session, expiry) for each session that has one: ``pinned`` on the sessions up to its date,
@@ -491,52 +492,36 @@ def atm_series_at(
     agg: str = "last",
     expiry: dt.date | None = None,
 ) -> list[dict]:
-    """The at-the-money series of an underlying, per bucket.
+    """The at-the-money series of an underlying, per bucket, from the ATM IV table
+    (``signal_atm_iv``, one row per expiry and minute, written with the chain).
 
     In each session: the expiry is the nearest listed option expiry of the underlying that has not
     expired (expiry date >= the session's trading date), or ``expiry`` when given (up to its date).
-    At each minute the ATM strike is the strike of that expiry nearest the chain's forward (tie: the
-    lower strike) among those with a row that minute. The value fields are the mean of the call's and the put's
-    (``iv`` = mean of call and put IV; either side alone when the other has no value), and
+    At each minute the ATM strike is the listed strike of that expiry nearest the chain's forward
+    (tie: the lower strike). The value fields are the mean of the call's and the put's (``iv`` =
+    mean of call and put IV; either side alone when the other has no value), ``atm_iv`` the IV at
+    the forward (total variance interpolated between the bracketing OTM options), and
     ``call_*``/``put_*`` hold each side. Then bucketed like an option series.
     """
     sessions = market_calendar().sessions_overlapping(start, end)
-    fronts = _front_expiries(underlying_id=underlying_id, sessions=sessions, pinned=expiry)
+    fronts = front_expiries(underlying_id=underlying_id, sessions=sessions, pinned=expiry)
     if not fronts:
         return []
-    side = ", ".join(
-        f"c.{f} AS call_{f}, p.{f} AS put_{f}, (SELECT avg(v) FROM (VALUES (c.{f}), (p.{f})) t(v)) AS {f}"
+    # Mean of the two sides, or the one that has a value.
+    means = ", ".join(
+        f"(coalesce(a.call_{f}, a.put_{f}) + coalesce(a.put_{f}, a.call_{f})) / 2 AS {f}"
         for f in ATM_SIDE_FIELDS
     )
-    # Only the rows of each session's front expiry are read (the (underlying, expiry, ts) index
-    # ranges of f), not the whole chain of every listed expiry.
+    sides = ", ".join(f"a.{side}_{f}" for side in ("call", "put") for f in ATM_SIDE_FIELDS)
+    # Only the rows of each session's front expiry are read (index ranges of the primary key).
     minute_sql = f"""
         WITH f(fo, fc, fx) AS (
             SELECT * FROM unnest(%(f_opens)s::timestamptz[], %(f_closes)s::timestamptz[], %(f_expiries)s::date[])
-        ),
-        g AS (
-            SELECT o.instrument_id, o.ts, o.expiry, o.strike, o.option_type, o.forward, o.model,
-                   o.underlying_price, {", ".join(f"o.{f}" for f in ATM_SIDE_FIELDS)}
-            FROM f JOIN greeks_option_1m o
-              ON o.underlying_id = %(uid)s AND o.expiry = f.fx AND o.ts >= f.fo AND o.ts < f.fc
-        ),
-        chain AS (
-            SELECT g.ts, g.expiry, max(g.forward) AS forward FROM g GROUP BY g.ts, g.expiry
-        ),
-        atm AS (
-            SELECT DISTINCT ON (g.ts) g.ts, g.expiry, g.strike, chain.forward
-            FROM g JOIN chain USING (ts, expiry)
-            WHERE chain.forward IS NOT NULL
-            ORDER BY g.ts, abs(g.strike - chain.forward), g.strike
         )
-        SELECT a.ts, a.expiry, a.strike AS atm_strike, a.forward,
-               coalesce(c.model, p.model) AS model,
-               coalesce(c.underlying_price, p.underlying_price) AS underlying_price,
-               c.instrument_id AS call_instrument_id, p.instrument_id AS put_instrument_id,
-               {side}
-        FROM atm a
-        LEFT JOIN g c ON c.ts = a.ts AND c.expiry = a.expiry AND c.strike = a.strike AND c.option_type = 'call'
-        LEFT JOIN g p ON p.ts = a.ts AND p.expiry = a.expiry AND p.strike = a.strike AND p.option_type = 'put'
+        SELECT a.ts, a.expiry, a.atm_strike, a.forward, a.model, a.underlying_price, a.iv AS atm_iv,
+               a.call_instrument_id, a.put_instrument_id, {means}, {sides}
+        FROM f JOIN signal_atm_iv a
+          ON a.underlying_id = %(uid)s AND a.expiry = f.fx AND a.ts >= f.fo AND a.ts < f.fc
     """
     params = {
         "uid": underlying_id,
@@ -544,7 +529,7 @@ def atm_series_at(
         "f_closes": [s.close for s, _ in fronts],
         "f_expiries": [x for _, x in fronts],
     }
-    return _bucketed_series(
+    return bucketed_series(
         minute_sql=minute_sql,
         value_columns=atm_value_columns(),
         meta_columns=_ATM_META,

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from moneyness.core.levels import InvalidLevel, parse_level
 from signalsvc.settings.env import IS_PRODUCTION, env, required_in_production
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
     "signalsvc.ops",
     "greeks",
     "timeframes",
+    "moneyness",
 ]
 
 MIDDLEWARE = [
@@ -161,6 +163,26 @@ DIVIDEND_YIELD = env.float("DIVIDEND_YIELD", default=0.0)
 GREEKS_RETENTION_DAYS = env.int("GREEKS_RETENTION_DAYS", default=90)
 # Up to this many rows per call of the stateless calculator.
 GREEKS_CALCULATOR_MAX_ROWS = env.int("GREEKS_CALCULATOR_MAX_ROWS", default=10_000)
+
+# --- Moneyness (docs/moneyness.md) ---------------------------------------------------------------
+# Levels whose aggregated Greeks are stored every minute for every expiry (any level of the
+# grammar can still be asked for in realtime, computed from the latest chain).
+MONEYNESS_STORED_LEVELS = env.list(
+    "MONEYNESS_STORED_LEVELS",
+    default=["ATM", "ITM1", "ITM2", "ITM3", "OTM1", "OTM2", "OTM3", "ITM", "OTM", "DITM", "DOTM",
+             "OTM5delta", "OTM10delta", "OTM25delta", "ITM25delta"],
+)  # fmt: skip
+try:
+    MONEYNESS_STORED_LEVELS = list(dict.fromkeys(parse_level(x).name for x in MONEYNESS_STORED_LEVELS))
+except InvalidLevel as exc:
+    raise ImproperlyConfigured(f"MONEYNESS_STORED_LEVELS: {exc}") from None
+# The constant-maturity ATM IV's tenor (calendar days), like a volatility index.
+MONEYNESS_CM_TENOR_DAYS = env.int("MONEYNESS_CM_TENOR_DAYS", default=30)
+# Options priced below this (index points) are left out of the smile fit: 20 ticks of 0.05, under
+# which the tick rounding alone moves the IV by whole vol points.
+MONEYNESS_SMILE_MIN_PRICE = env.float("MONEYNESS_SMILE_MIN_PRICE", default=1.0)
+# A year, so the IV rank and percentile of the 30-day ATM IV have a year of history.
+MONEYNESS_RETENTION_DAYS = env.int("MONEYNESS_RETENTION_DAYS", default=365)
 
 # --- Timeframes cache (docs/timeframes.md) --------------------------------------------------------
 TIMEFRAMES_CACHE_TTL_SECONDS = env.int("TIMEFRAMES_CACHE_TTL_SECONDS", default=7 * 86400)

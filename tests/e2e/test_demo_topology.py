@@ -111,6 +111,21 @@ def test_demo_topology_end_to_end(topology):
     true_vol = true_vol["underlyings"]["NIFTY"]["expiries"][expiry]["options"][key]["vol"]
     assert body["iv"] == pytest.approx(true_vol, abs=0.001)  # 0.1 vol points
 
+    # Moneyness comes with the same chain: the seed's two examples, and the ATM IV against the truth.
+    atm = requests.get(f"{url}/api/v2/signals/realtime/moneyness/NIFTY/greeks/ATM", timeout=5)
+    assert atm.status_code == 200, atm.text
+    assert atm.json()["aggregated_greeks"]["all"]["count"] == 2
+    put = requests.get(
+        f"{url}/api/v2/signals/realtime/moneyness/NIFTY/otm-delta?delta=0.05&option_type=put", timeout=5
+    )
+    assert put.status_code == 200, put.text
+    expiries = json.loads(truth_path.read_text())["underlyings"]["NIFTY"]["expiries"]
+    expiry = min(e for e, v in expiries.items() if v["t"] > 1 / 365)  # more than a day left
+    atm_iv = requests.get(
+        f"{url}/api/v2/signals/realtime/moneyness/NIFTY/atm-iv?expiry_date={expiry}", timeout=5
+    ).json()
+    assert atm_iv["iv"] == pytest.approx(expiries[expiry]["atm_vol"], abs=0.0025)  # 0.25 vol points
+
     # A burst of concurrent requests: every one answered, and the web process's request threads
     # share its connection pool instead of each keeping a PostgreSQL connection of its own.
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 6 * 3600))

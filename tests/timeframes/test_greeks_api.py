@@ -93,7 +93,48 @@ def chain(make_instruments):
             conflict=["instrument_id", "ts"],
             update_sql="iv = excluded.iv",
         )
+        _write_atm_rows(instruments, spot)
     return instruments
+
+
+def _write_atm_rows(instruments, spot) -> None:
+    """The ATM IV table as the chain task writes it for these chains: per minute and expiry, the
+    strike nearest the forward (tie: lower) with its call and put (the puts missing at minute 5)."""
+    options = {(i.expiry, i.option_type, int(i.strike)): i for i in instruments.values() if i.expiry}
+    sides = ("call", "put")
+    columns = ["underlying_id", "expiry", "ts", "source_ts", "model", "underlying_price", "forward",
+               "forward_source", "time_to_expiry", "atm_strike", "iv", "call_iv", "put_iv", "option_count",
+               "call_instrument_id", "put_instrument_id",
+               *(f"{side}_{f}" for side in sides for f in FIELDS[1:]), "computed_at"]  # fmt: skip
+    rows = []
+    for day_open in (OPEN_12, OPEN_17):
+        for minute, forward in enumerate(FORWARDS):
+            ts = day_open + dt.timedelta(minutes=minute)
+            for expiry in (NEAR, NEXT):
+                if expiry < (ts + dt.timedelta(hours=5, minutes=30)).date():
+                    continue
+                fwd = forward + (10.0 if expiry == NEXT else 0.0)
+                strike = min(STRIKES, key=lambda k: (abs(k - fwd), k))
+                present = [s for s in sides if not (minute == 5 and s == "put")]
+                side_values = {
+                    s: [value(f, strike, s, expiry, minute) if s in present else None for f in FIELDS]
+                    for s in sides
+                }
+                rows.append(
+                    (spot.id, expiry, ts, ts, "black76", 22480.0 + minute, fwd, "parity", 0.01, float(strike),
+                     0.15, side_values["call"][0], side_values["put"][0], 6,
+                     options[(expiry, "call", strike)].id,
+                     options[(expiry, "put", strike)].id if "put" in present else None,
+                     *side_values["call"][1:], *side_values["put"][1:], ts)
+                )  # fmt: skip
+    partitions_ensure(table="signal_atm_iv", start=OPEN_12, end=OPEN_17 + dt.timedelta(days=1))
+    copy_upsert(
+        table="signal_atm_iv",
+        columns=columns,
+        rows=rows,
+        conflict=["underlying_id", "expiry", "ts"],
+        update_sql="iv = excluded.iv",
+    )
 
 
 def _get(api, key, **params):

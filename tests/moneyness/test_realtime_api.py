@@ -1,0 +1,310 @@
+"""Realtime and batch moneyness endpoints on the simulated market: shapes, values from the latest
+chain, and a clear error for every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from greeks.services import chain_compute
+from signalsvc.core.keys import parse_key
+
+pytestmark = pytest.mark.django_db
+
+BASE = "/api/v2/signals/realtime/moneyness/"
+NIFTY = "NSE@NIFTY@equity_spot"
+GREEK_FIELDS = {"delta", "gamma", "theta", "vega", "rho", "iv", "count"}
+
+
+@pytest.fixture
+def live(demo_market, redis_client):
+    for key in (NIFTY, "NSE@BANKNIFTY@equity_spot"):
+        chain_compute(underlying_key=key, client=redis_client)
+    return demo_market.truth()
+
+
+def _expiries(truth, symbol="NIFTY"):
+    return sorted(truth["underlyings"][symbol]["expiries"])
+
+
+def test_the_seed_level_example(api, live):
+    response = api.get(BASE + "NIFTY/greeks/ATM")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert {
+        "underlying",
+        "spot_price",
+        "moneyness_level",
+        "expiry",
+        "timestamp",
+        "aggregated_greeks",
+        "strikes",
+    } <= set(body)
+    assert (body["underlying"], body["moneyness_level"], body["expiry"]) == (
+        "NIFTY",
+        "ATM",
+        _expiries(live)[0],
+    )
+    assert set(body["aggregated_greeks"]) == {"all", "calls", "puts"}
+    for group in body["aggregated_greeks"].values():
+        assert set(group) == GREEK_FIELDS
+    atm = body["aggregated_greeks"]
+    assert (atm["all"]["count"], atm["calls"]["count"], atm["puts"]["count"]) == (2, 1, 1)
+    assert 0.4 < atm["calls"]["delta"] < 0.6 and -0.6 < atm["puts"]["delta"] < -0.4
+    assert body["strikes"]["count"] == 1 and body["strikes"]["min"] == body["strikes"]["max"]
+
+
+def test_the_seed_otm_delta_example(api, live):
+    response = api.get(BASE + "NIFTY/otm-delta", {"delta": "0.05", "option_type": "put"})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert {"underlying", "expiry", "delta_target", "option_type", "strike", "instrument_key", "greeks", "iv",
+            "interpolated", "timestamp"} <= set(body)  # fmt: skip
+    assert (body["delta_target"], body["option_type"]) == (0.05, "put")
+    assert abs(body["greeks"]["delta"] + 0.05) < 0.02
+    assert body["strike"] < body["forward"]
+    key = parse_key(body["instrument_key"])
+    assert (key.option_type, float(key.strike), key.expiry.isoformat()) == (
+        "put",
+        body["strike"],
+        body["expiry"],
+    )
+    interpolated = body["interpolated"]
+    assert interpolated["strike"] is not None and interpolated["iv"] > 0
+
+
+def test_a_symbol_and_its_key_give_the_same_answer(api, live):
+    by_symbol = api.get(BASE + "NIFTY/greeks/OTM2").json()
+    by_key = api.get(BASE + NIFTY + "/greeks/otm2").json()
+    assert by_symbol == by_key
+
+
+@pytest.mark.parametrize("level", ["OTM7", "ITM40delta", "OTM12.5delta", "DOTM", "ITM"])
+def test_levels_that_are_not_stored_are_computed_from_the_latest_chain(api, live, level):
+    body = api.get(BASE + "NIFTY/greeks/" + level).json()
+    assert body["aggregated_greeks"]["all"]["count"] >= 1
+
+
+def test_a_later_expiry(api, live):
+    later = _expiries(live)[-1]
+    body = api.get(BASE + "NIFTY/greeks/ATM", {"expiry_date": later}).json()
+    assert body["expiry"] == later
+    assert body["time_to_expiry"] > 0.02
+
+
+def test_include_instruments_lists_the_members(api, live):
+    body = api.get(BASE + "NIFTY/greeks/OTM1", {"include": "instruments"}).json()
+    members = body["instruments"]
+    assert len(members) == 2
+    sides = {m["option_type"]: m for m in members}
+    assert sides["call"]["strike"] > body["forward"] > sides["put"]["strike"]
+    for m in members:
+        key = parse_key(m["instrument_key"])
+        assert (key.option_type, float(key.strike)) == (m["option_type"], m["strike"])
+
+
+def test_atm_iv(api, live):
+    body = api.get(BASE + "NIFTY/atm-iv").json()
+    truth = live["underlyings"]["NIFTY"]["expiries"][body["expiry"]]
+    assert {"underlying", "moneyness", "expiry", "iv", "call_iv", "put_iv", "iv_skew", "forward", "atm_strike",
+            "timestamp", "option_count"} <= set(body)  # fmt: skip
+    assert body["moneyness"] == "ATM"
+    assert body["iv"] == pytest.approx(truth["atm_vol"], abs=0.0025)
+    assert body["iv_skew"] == pytest.approx(body["put_iv"] - body["call_iv"])
+
+
+def test_atm_iv_at_a_constant_maturity(api, live):
+    body = api.get(BASE + "NIFTY/atm-iv", {"tenor": "30d"}).json()
+    assert (body["tenor"], body["status"]) == ("30d", "interpolated")
+    assert body["lower"]["time_to_expiry"] <= 30 / 365 <= body["upper"]["time_to_expiry"]
+    lo, hi = sorted([body["lower"]["iv"], body["upper"]["iv"]])
+    assert lo - 0.01 <= body["iv"] <= hi + 0.01
+    # One side only: said so, never extrapolated.
+    short = api.get(BASE + "NIFTY/atm-iv", {"tenor": "1d"}).json()
+    assert (short["iv"], short["status"]) == (None, "only_longer_expiries")
+
+
+def test_smile(api, live):
+    body = api.get(BASE + "NIFTY/smile").json()
+    assert body["fit"]["status"] == "ok"
+    assert body["fit"]["rmse_vol"] < 0.003
+    points = body["points"]
+    assert len(points) > 100
+    assert all((p["option_type"] == "call") == (p["strike"] >= body["forward"]) for p in points)
+    near = [p for p in points if abs(p["log_moneyness"]) < 0.02 and p["iv"] is not None]
+    assert near and all(abs(p["iv"] - p["fitted_iv"]) < 0.003 for p in near)
+
+
+def test_summary(api, live):
+    body = api.get(BASE + "NIFTY/summary").json()
+    pcr = body["put_call_ratio"]
+    assert pcr["open_interest"]["ratio"] > 0 and pcr["volume"]["ratio"] > 0
+    assert body["max_pain"]["strike"] is not None
+    distribution = body["moneyness_distribution"]
+    assert {"DITM", "ITM", "ATM", "OTM", "DOTM"} <= set(distribution)
+    rank = body["iv_rank"]
+    assert rank["history"]["observations"] >= 1
+    assert rank["tenor"] == "30d"
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "code", "says"),
+    [
+        (
+            "NIFTY/otm-delta",
+            {"delta": "0", "option_type": "put"},
+            400,
+            "invalid_parameter",
+            "between 0 and 0.5",
+        ),
+        (
+            "NIFTY/otm-delta",
+            {"delta": "0.7", "option_type": "put"},
+            400,
+            "invalid_parameter",
+            "between 0 and 0.5",
+        ),
+        (
+            "NIFTY/otm-delta",
+            {"delta": "abc", "option_type": "put"},
+            400,
+            "invalid_parameter",
+            "between 0 and 0.5",
+        ),
+        (
+            "NIFTY/otm-delta",
+            {"delta": "nan", "option_type": "put"},
+            400,
+            "invalid_parameter",
+            "between 0 and 0.5",
+        ),
+        ("NIFTY/otm-delta", {"option_type": "put"}, 400, "missing_parameter", "delta"),
+        (
+            "NIFTY/otm-delta",
+            {"delta": "0.25", "option_type": "both"},
+            400,
+            "invalid_parameter",
+            "call or put",
+        ),
+        ("NIFTY/otm-delta", {"delta": "0.25"}, 400, "missing_parameter", "call or put"),
+        ("NIFTY/greeks/ATMX", {}, 400, "invalid_level", "ITM<n> or OTM<n>"),
+        ("NIFTY/greeks/OTM0", {}, 400, "invalid_level", "n must be 1..200"),
+        ("NIFTY/greeks/OTM60delta", {}, 400, "invalid_level", "between 0 and 50"),
+        ("NIFTY/greeks/OTM200", {}, 422, "level_beyond_chain", "beyond the listed strikes"),
+        ("NIFTY/greeks/ATM", {"expiry_date": "2026-13-01"}, 400, "invalid_parameter", "YYYY-MM-DD"),
+        ("NIFTY/greeks/ATM", {"expiry_date": "2026-11-24"}, 422, "expiry_expired", "live expiries"),
+        ("NIFTY/greeks/ATM", {"expiry_date": "2031-01-07"}, 404, "unknown_expiry", "live expiries"),
+        ("NIFTY/greeks/ATM", {"include": "everything"}, 400, "invalid_parameter", "instruments"),
+        ("NOSUCH/greeks/ATM", {}, 404, "unknown_underlying", "NSE@NOSUCH@equity_spot"),
+        ("NSE@NIFTY@equity_futures@2026-12-29/atm-iv", {}, 400, "not_an_underlying", "NIFTY"),
+        ("NSE@@x/atm-iv", {}, 400, "invalid_underlying", "EXCHANGE@SYMBOL@PRODUCT"),
+        ("NIFTY/atm-iv", {"tenor": "30x"}, 400, "invalid_parameter", "Nd"),
+        ("NIFTY/atm-iv", {"tenor": "0d"}, 400, "invalid_parameter", "Nd"),
+        ("NIFTY/atm-iv", {"tenor": "30d", "expiry_date": "2026-12-29"}, 400, "invalid_parameter", "not both"),
+        ("NIFTY/summary", {"lookback_days": "-1"}, 400, "invalid_parameter", "1..3650"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(api, live, path, params, status, code, says):
+    response = api.get(BASE + path, params)
+
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert says in error["message"]
+
+
+def test_an_underlying_without_a_computed_chain_is_a_404(api, make_instruments):
+    make_instruments("NSE@FINNIFTY@equity_spot")
+    response = api.get(BASE + "FINNIFTY/greeks/ATM")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "no_data"
+
+
+def test_a_level_without_priced_options_is_count_0_and_nulls(api, demo_market, redis_client, monkeypatch):
+    """Deep in-the-money quotes below intrinsic have no IV: the DITM calls of a short expiry can all be
+    unpriced; whatever the level, no priced option means a count of 0 and nulls, never zeros."""
+    from greeks import services
+
+    real = services.chain_price
+
+    def without_iv(**kwargs):
+        chain = real(**kwargs)
+        chain.iv[:] = np.nan
+        for values in chain.values.values():
+            values[:] = np.nan
+        return chain
+
+    monkeypatch.setattr(services, "chain_price", without_iv)
+    chain_compute(underlying_key=NIFTY, client=redis_client)
+    body = api.get(BASE + "NIFTY/greeks/ATM").json()
+    for group in body["aggregated_greeks"].values():
+        assert group == {
+            "delta": None,
+            "gamma": None,
+            "theta": None,
+            "vega": None,
+            "rho": None,
+            "iv": None,
+            "count": 0,
+        }
+    assert body["strikes"]["count"] == 1  # the ATM strike is listed; its options have no IV
+
+
+# -- batch ---------------------------------------------------------------------------------------------------
+
+
+def test_batch_reports_per_item_errors_without_failing(api, live):
+    later = _expiries(live)[-1]
+    response = api.post(
+        "/api/v2/signals/batch/moneyness/greeks",
+        {
+            "items": [
+                {"underlying": "NIFTY", "moneyness_level": "ATM"},
+                {"underlying": NIFTY, "moneyness_level": "OTM25delta", "expiry_date": later},
+                {"underlying": "BANKNIFTY", "moneyness_level": "bad"},
+                {"underlying": "NOSUCH", "moneyness_level": "ATM"},
+                "not an object",
+            ]
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["requested"], body["succeeded"], body["failed"]) == (5, 2, 3)
+    results = body["results"]
+    assert results[0]["result"]["moneyness_level"] == "ATM"
+    assert results[1]["result"]["expiry"] == later
+    assert [r["error"]["code"] for r in results[2:]] == [
+        "invalid_level",
+        "unknown_underlying",
+        "invalid_input",
+    ]
+    assert api.get(BASE + "NIFTY/greeks/ATM").json() == results[0]["result"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [({}, "invalid_input"), ({"items": []}, "invalid_input"), ([1], "invalid_input"),
+     ({"items": [{"underlying": "NIFTY", "moneyness_level": "ATM"}] * 101}, "batch_too_large")],
+)  # fmt: skip
+def test_batch_bad_bodies(api, db, body, code):
+    response = api.post("/api/v2/signals/batch/moneyness/greeks", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
+
+
+def test_realtime_reads_never_recompute_the_chain(api, live, monkeypatch):
+    from greeks import services
+
+    def fail(**kwargs):
+        raise AssertionError("a realtime read recomputed the chain")
+
+    monkeypatch.setattr(services, "chain_price", fail)
+    for path in ("NIFTY/greeks/OTM7", "NIFTY/atm-iv", "NIFTY/smile", "NIFTY/summary"):
+        assert api.get(BASE + path).status_code == 200
