@@ -69,7 +69,9 @@ NIFTY = UnderlyingConfig(
     strike_interval=50.0,
     lot_size=75,
     weekly_expiries=2,
-    monthly_expiries=1,
+    # Two monthlies, as NSE lists months ahead: the expiries then always bracket 30 days, so the
+    # 30-day constant-maturity ATM IV exists at any date.
+    monthly_expiries=2,
 )
 
 BANKNIFTY = UnderlyingConfig(

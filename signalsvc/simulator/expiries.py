@@ -87,8 +87,8 @@ def option_expiries(now: dt.datetime, *, weeklies: int, monthlies: int) -> list[
     """Listed option expiries: the next ``weeklies`` Tuesdays plus the first ``monthlies`` monthly
     expiries after the last of them (after ``now`` when there are no weeklies), sorted.
 
-    NIFTY (2 weeklies, 1 monthly) therefore always has three expiries; when the current month's
-    monthly is one of the two weeklies, the next month's monthly is the third.
+    NIFTY (2 weeklies, 2 monthlies) therefore always has four expiries; when the current month's
+    monthly is one of the two weeklies, the next two months' monthlies are the third and fourth.
     """
     weekly = upcoming_weekly_expiries(now, weeklies)
     monthly = upcoming_monthly_expiries(now, monthlies, after=weekly[-1] if weekly else None)

@@ -58,7 +58,7 @@ def test_instrument_count_and_products(recording):
         assert [s.expiry for s in by_product[(symbol, FUTURES)]] == monthlies
     expected_options = 0
     for symbol, expiries in (
-        ("NIFTY", [dt.date(2025, 10, 7), dt.date(2025, 10, 14), dt.date(2025, 10, 28)]),
+        ("NIFTY", [dt.date(2025, 10, 7), dt.date(2025, 10, 14), dt.date(2025, 10, 28), dt.date(2025, 11, 25)]),
         ("BANKNIFTY", monthlies),
     ):
         spot = recording.start_truth["underlyings"][symbol]["spot"]
@@ -66,13 +66,13 @@ def test_instrument_count_and_products(recording):
         assert sorted({s.expiry for s in by_product[(symbol, OPTIONS)]}) == expiries
         expected_options += per_expiry * len(expiries)
     assert len(specs) == 2 + 6 + expected_options
-    # the default market lists about 1,900 options
-    assert 1700 < expected_options < 2100
+    # the default market lists about 2,200 options
+    assert 1900 < expected_options < 2500
 
 
 def test_strikes_span_15_percent_at_the_exchange_interval(recording):
     chains = strikes_by_chain(recording.initial_instruments)
-    assert len(chains) == 6
+    assert len(chains) == 7
     for (symbol, _expiry), sides in chains.items():
         spot = recording.start_truth["underlyings"][symbol]["spot"]
         interval = INTERVAL[symbol]
@@ -105,7 +105,7 @@ def test_expired_weekly_rolls_off_at_1530_ist_and_the_next_is_listed():
     assert not any("@2025-10-07@" in t.key for t in ticks)
     assert market.listing_version == version + 1
     nifty = sorted({s.expiry for s in after if s.symbol == "NIFTY" and s.product == OPTIONS})
-    assert nifty == [dt.date(2025, 10, 14), dt.date(2025, 10, 21), dt.date(2025, 10, 28)]
+    assert nifty == [dt.date(2025, 10, 14), dt.date(2025, 10, 21), dt.date(2025, 10, 28), dt.date(2025, 11, 25)]
     # the new expiry's strikes are centred on the spot at the roll; BANKNIFTY is untouched
     new = strikes_by_chain(after)[("NIFTY", dt.date(2025, 10, 21))]["call"]
     assert sorted(int(k) for k in new) == expected_strikes(market.spot("NIFTY"), 50)
@@ -117,7 +117,7 @@ def test_long_gap_lists_the_expiries_of_the_new_time():
     later = dt.datetime(2025, 10, 30, 11, 0, tzinfo=KOLKATA)
     market.step(later)
     specs = market.instruments()
-    for symbol, weeklies, monthlies in (("NIFTY", 2, 1), ("BANKNIFTY", 0, 3)):
+    for symbol, weeklies, monthlies in (("NIFTY", 2, 2), ("BANKNIFTY", 0, 3)):
         options = sorted({s.expiry for s in specs if s.symbol == symbol and s.product == OPTIONS})
         futures = sorted(s.expiry for s in specs if s.symbol == symbol and s.product == FUTURES)
         assert options == option_expiries(later, weeklies=weeklies, monthlies=monthlies)

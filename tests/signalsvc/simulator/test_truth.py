@@ -69,7 +69,7 @@ def test_expiry_future_price_matches_the_listed_future(recording):
             seen += 1
         else:
             assert (expiry["future_key"], expiry["future_price"]) == (None, None)
-    assert seen == 4  # NIFTY's monthly and BANKNIFTY's three
+    assert seen == 5  # NIFTY's two monthlies and BANKNIFTY's three
 
 
 def test_truth_prices_are_black76_of_the_true_vol(recording):
