@@ -16,13 +16,13 @@ Pipeline, called by ``greeks.services.chain_compute``:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import orjson
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -417,7 +417,7 @@ def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Red
     only when newer than what is there, and publish one update on ``signal:moneyness:<underlying>``.
     Returns whether it was written."""
     a = analytics
-    payload = json.dumps(latest_json(a), separators=(",", ":"))
+    payload = orjson.dumps(latest_json(a))
     fields: list[str | bytes] = [LATEST_FIELD, payload]
     for i, e in enumerate(a.expiries):
         blob = snapshots.encode(e.snapshot)

@@ -17,7 +17,6 @@ inputs is NaN (and a count of 0), an interpolation without a bracket is absent.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -154,8 +153,8 @@ def levels_greeks(
         with np.errstate(invalid="ignore", divide="ignore"):
             means = np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), math.nan)
         stats[name] = [
-            GreeksStats(*(float(v) for v in row), count=int(n))
-            for row, n in zip(means, counts[:, iv_column], strict=True)
+            GreeksStats(*row, count=int(n))
+            for row, n in zip(means.tolist(), counts[:, iv_column].tolist(), strict=True)
         ]
     out = []
     for i, level in enumerate(levels):
@@ -272,13 +271,18 @@ def otm_by_delta(
     side = np.where(is_call, strikes > forward, strikes < forward)
     usable = np.flatnonzero((is_call == call) & side & np.isfinite(delta) & np.isfinite(iv))
     usable = usable[np.argsort(strikes[usable], kind="stable")]
-    for a, b in itertools.pairwise(usable):
-        da, db = abs(delta[a]), abs(delta[b])
-        if min(da, db) <= target <= max(da, db) and da != db:
-            weight = (target - da) / (db - da)
-            return DeltaPick(
-                index,
-                float(strikes[a] + weight * (strikes[b] - strikes[a])),
-                float(iv[a] + weight * (iv[b] - iv[a])),
-            )
-    return DeltaPick(index, None, None)
+    # The first pair of adjacent strikes (in strike order) whose |delta| brackets the target.
+    d = np.abs(delta[usable])
+    brackets = (
+        (np.minimum(d[:-1], d[1:]) <= target) & (target <= np.maximum(d[:-1], d[1:])) & (d[:-1] != d[1:])
+    )
+    if not brackets.any():
+        return DeltaPick(index, None, None)
+    j = int(np.argmax(brackets))
+    a, b = usable[j], usable[j + 1]
+    weight = (target - d[j]) / (d[j + 1] - d[j])
+    return DeltaPick(
+        index,
+        float(strikes[a] + weight * (strikes[b] - strikes[a])),
+        float(iv[a] + weight * (iv[b] - iv[a])),
+    )
