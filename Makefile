@@ -50,6 +50,7 @@ $(BENCH_VENV)/.installed: requirements/base.txt requirements/dev.txt requirement
 	@touch $@
 
 bench: $(BENCH_VENV)/.installed services
+	@scripts/install-system-deps.sh
 	@scripts/ensure-database.sh
 	$(BENCH_VENV)/bin/python -m benchmarks.run $(BENCH)
 

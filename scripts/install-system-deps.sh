@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the system binaries the deploy tests need (docker-compose for `config`, nginx for `nginx -t`).
+# Install the system binaries the deploy tests need (docker-compose for `config`, nginx for `nginx -t`)
+# and the HTTP load generator `make bench` drives the web server with (wrk).
 #
-# Idempotent and quiet when everything is present. Run as root (make test / make run call it) on
+# Idempotent and quiet when everything is present. Run as root (make test / make bench call it) on
 # Debian 12. `apt-get update` is only run when an install from the current package lists fails,
 # so a machine that already has the binaries never touches the network.
 #
@@ -12,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -63,7 +65,7 @@ case " ${missing[*]} " in
     ;;
 esac
 
-for bin in docker-compose nginx; do
+for bin in docker-compose nginx wrk; do
     if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
         echo "install-system-deps: $bin still missing after install" >&2
         exit 1
