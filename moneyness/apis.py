@@ -30,6 +30,7 @@ from timeframes.apis import (
     agg_from,
     date_from,
     iso,
+    json_response,
     range_from,
     timeframe_from,
 )
@@ -355,7 +356,7 @@ class HistoricalLevelGreeksApi(APIView):
             }
             series.append(point)
         base = _series_base(ref, start, end, timeframe, agg) | {"moneyness_level": parsed.name}
-        return Response(base | {"data_points": len(series), "time_series": series})
+        return json_response(base | {"data_points": len(series), "time_series": series})
 
 
 class HistoricalAtmIvApi(APIView):
@@ -401,7 +402,9 @@ class HistoricalAtmIvApi(APIView):
             )
             series = [_bucket_point(r, selectors.ATM_IV_VALUES, selectors.ATM_IV_META) for r in rows]
         statistics = selectors.series_statistics([p["value"]["iv"] for p in series])
-        return Response(base | {"data_points": len(series), "statistics": statistics, "time_series": series})
+        return json_response(
+            base | {"data_points": len(series), "statistics": statistics, "time_series": series}
+        )
 
 
 # -- batch -------------------------------------------------------------------------------------------------

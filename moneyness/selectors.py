@@ -151,6 +151,10 @@ ATM_IV_VALUES = ("iv", "call_iv", "put_iv", "iv_skew", "forward", "atm_strike")
 ATM_IV_META = ("expiry", "time_to_expiry", "option_count", "underlying_price", "source_ts")
 CM_VALUES = ("iv", "lower_iv", "upper_iv", "weight")
 CM_META = ("status", "lower_expiry", "upper_expiry", "source_ts")
+KINDS = {
+    "expiry": "date", "lower_expiry": "date", "upper_expiry": "date", "source_ts": "ts", "status": "text",
+    "strike_count": "i8", "option_count": "i8", "all_count": "i8", "calls_count": "i8", "puts_count": "i8",
+}  # fmt: skip
 
 
 def _fronts(underlying: Underlying, start: dt.datetime, end: dt.datetime, expiry: dt.date | None):
@@ -196,6 +200,7 @@ def level_series_at(
     return bucketed_series(
         minute_sql=minute_sql,
         value_columns=LEVEL_VALUE_COLUMNS,
+        kinds=KINDS,
         meta_columns=(*LEVEL_COUNT_COLUMNS, *LEVEL_META),
         timeframe=timeframe,
         agg=agg,
@@ -228,6 +233,7 @@ def atm_iv_series_at(
     return bucketed_series(
         minute_sql=minute_sql,
         value_columns=ATM_IV_VALUES,
+        kinds=KINDS,
         meta_columns=ATM_IV_META,
         timeframe=timeframe,
         agg=agg,
@@ -257,6 +263,7 @@ def constant_maturity_series_at(
     return bucketed_series(
         minute_sql=minute_sql,
         value_columns=CM_VALUES,
+        kinds=KINDS,
         meta_columns=CM_META,
         timeframe=timeframe,
         agg=agg,

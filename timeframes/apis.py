@@ -11,12 +11,12 @@ API's error JSON: 400 ``invalid_timeframe`` (the message is the grammar), ``inva
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import orjson
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
@@ -169,10 +169,10 @@ def json_values(array: np.ndarray) -> list:
 def json_response(payload: Mapping, *, series_items: bytes | None = None) -> HttpResponse:
     """``payload`` as JSON, with ``time_series`` spliced in from pre-rendered items (each followed
     by a comma) so a large series is never parsed or re-encoded."""
-    head = json.dumps(payload, separators=(",", ":"))
+    head = orjson.dumps(payload)  # a float that is not finite becomes null, never NaN
     if series_items is None:
         return HttpResponse(head, content_type="application/json")
-    body = b"".join((head[:-1].encode(), b',"time_series":[', memoryview(series_items)[:-1], b"]}"))
+    body = b"".join((head[:-1], b',"time_series":[', memoryview(series_items)[:-1], b"]}"))
     return HttpResponse(body, content_type="application/json")
 
 
@@ -282,7 +282,9 @@ class HistoricalGreeksApi(APIView):
                 }
                 for r in rows
             ]
-            return Response({**base, "series": "option", "data_points": len(series), "time_series": series})
+            return json_response(
+                {**base, "series": "option", "data_points": len(series), "time_series": series}
+            )
         if instrument.product != SPOT:
             raise ApiError(
                 status_code=400,
@@ -317,7 +319,7 @@ class HistoricalGreeksApi(APIView):
             }
             for r in rows
         ]
-        return Response({**base, "series": "atm", "data_points": len(series), "time_series": series})
+        return json_response({**base, "series": "atm", "data_points": len(series), "time_series": series})
 
 
 # -- available timeframes ---------------------------------------------------------------------------------
