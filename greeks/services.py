@@ -53,7 +53,8 @@ class ChainResult:
     solved: int
     expiries: int
     note: str = ""
-    # Seconds spent in each step of the pipeline (load, price, moneyness, store, publish).
+    # Seconds spent in each step of the pipeline: price, moneyness, smile, store, moneyness_store,
+    # publish, moneyness_publish.
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -149,6 +150,8 @@ def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> 
     lap("price")
     analytics = moneyness.moneyness_derive(chain=chain)
     lap("moneyness")
+    analytics = moneyness.moneyness_smiles_fit(analytics=analytics)
+    lap("smile")
     with transaction.atomic():
         greeks_rows_store(chain=chain)
         lap("store")

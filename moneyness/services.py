@@ -5,7 +5,9 @@ Pipeline, called by ``greeks.services.chain_compute``:
 
 1. :func:`moneyness_derive` — per live expiry: the chain snapshot (sorted columns), the ATM IV
    record, the aggregated Greeks of ``MONEYNESS_STORED_LEVELS`` (the delta levels with their
-   interpolated strikes), the fitted smile; per underlying: the constant-maturity ATM IV.
+   interpolated strikes); per underlying: the constant-maturity ATM IV.
+   :func:`moneyness_smiles_fit` — the smile of every expiry (a step of its own: issue 8 budgets the
+   analytics above, and the smile's cost is reported beside them).
 2. :func:`moneyness_rows_store` — COPY into ``signal_moneyness_greeks``, ``signal_atm_iv`` and
    ``signal_atm_iv_cm``, in the chain's transaction, never over a row computed from newer data.
 3. :func:`moneyness_latest_publish` — the latest chain of every expiry as one compact value and
@@ -15,7 +17,9 @@ Pipeline, called by ``greeks.services.chain_compute``:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,11 +34,11 @@ from django.db import transaction
 from moneyness.core import snapshot as snapshots
 from moneyness.core.analytics import AtmIv, GreeksStats, LevelGreeks, atm_iv, levels_greeks
 from moneyness.core.levels import Level, parse_level
-from moneyness.core.smile import SviFit, SviParams, fit_svi
+from moneyness.core.smile import SviFit, fit_svi
 from moneyness.core.snapshot import ChainSnapshot
 from moneyness.core.term import ConstantMaturity, constant_maturity_iv
 from moneyness.models import ATM_SIDE_FIELDS, GROUP_FIELDS, GROUPS
-from signalsvc.db.copy import copy_upsert
+from signalsvc.db.copy import Upsert, copy_upsert_many
 from signalsvc.db.partitions import partitions_ensure
 
 if TYPE_CHECKING:
@@ -123,19 +127,27 @@ def smile_fit(snapshot: ChainSnapshot) -> SviFit:
     with np.errstate(divide="ignore", invalid="ignore"):
         k = np.log(strikes[otm] / snapshot.forward)
     key = (snapshot.underlying_key, snapshot.expiry)
-    fit = fit_svi(
-        k, iv[otm], snapshot.t, weights=np.where(np.isfinite(vega), vega, 0.0), previous=_fits.get(key)
-    )
-    # A chain is computed in one place (its shard's worker), so this process holds its last fit:
-    # a warm start that competes with the grid seed keeps the slice steady from minute to minute.
+    weights = np.where(np.isfinite(vega), vega, 0.0)
+    # A chain is computed in one place (its shard's worker), so this process holds the slice's last
+    # fit. A minute later the slice has moved little: start from it alone, and keep the result when
+    # it fits about as well as last time; otherwise (a jump, a stale start) fit from the grid too.
+    last = _fits.get(key)
+    fit = None
+    if last is not None:
+        fit = fit_svi(k, iv[otm], snapshot.t, weights=weights, previous=last.params, grid=False)
+        if fit.status != "ok" or not fit.rmse_vol <= max(1.5 * last.rmse_vol, WARM_FIT_TOLERANCE_VOL):
+            fit = None
+    if fit is None:
+        fit = fit_svi(k, iv[otm], snapshot.t, weights=weights, previous=last.params if last else None)
     if fit.params is not None:
         if len(_fits) > 4096:
             _fits.clear()
-        _fits[key] = fit.params
+        _fits[key] = fit
     return fit
 
 
-_fits: dict[tuple[str, dt.date], SviParams] = {}
+WARM_FIT_TOLERANCE_VOL = 0.001  # a warm refit within 0.1 vol points RMS is kept as it is
+_fits: dict[tuple[str, dt.date], SviFit] = {}
 
 
 def _atm_index(snapshot: ChainSnapshot, strike: float, call: bool) -> int | None:
@@ -154,12 +166,26 @@ def expiry_analytics(snapshot: ChainSnapshot, levels: Sequence[Level]) -> Expiry
         atm_call=_atm_index(snapshot, atm.atm_strike, True),
         atm_put=_atm_index(snapshot, atm.atm_strike, False),
         levels=levels_greeks(list(levels), strikes, is_call, forward, values),
-        smile=smile_fit(snapshot),
+        smile=NOT_FITTED,
     )
 
 
+NOT_FITTED = SviFit(None, math.nan, math.nan, 0, False, "not_fitted")
+
+
+def moneyness_smiles_fit(*, analytics: MoneynessAnalytics) -> MoneynessAnalytics:
+    """The analytics with the smile of every expiry fitted (:func:`smile_fit`)."""
+    expiries = [dataclasses.replace(e, smile=smile_fit(e.snapshot)) for e in analytics.expiries]
+    return dataclasses.replace(analytics, expiries=expiries)
+
+
 def stored_levels() -> list[Level]:
-    return [parse_level(name) for name in settings.MONEYNESS_STORED_LEVELS]
+    return _parsed_levels(tuple(settings.MONEYNESS_STORED_LEVELS))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_levels(names: tuple[str, ...]) -> list[Level]:
+    return [parse_level(name) for name in names]
 
 
 def moneyness_derive(*, chain: PricedChain) -> MoneynessAnalytics:
@@ -263,39 +289,41 @@ def _cm_row(a: MoneynessAnalytics) -> tuple:
     )  # fmt: skip
 
 
-def _upsert(table: str, columns: list[str], key: list[str], rows: list[tuple]) -> int:
-    key_set = set(key)
-    return copy_upsert(
+def _upsert(table: str, columns: list[str], key: list[str], rows: list[tuple]) -> Upsert:
+    return Upsert(
         table=table,
         columns=columns,
         rows=rows,
         conflict=key,
-        update_sql=", ".join(f"{c} = excluded.{c}" for c in columns if c not in key_set),
+        update_sql=", ".join(f"{c} = excluded.{c}" for c in columns if c not in set(key)),
         where_sql="excluded.source_ts >= t.source_ts",
     )
 
 
 def moneyness_rows_store(*, analytics: MoneynessAnalytics) -> None:
-    """COPY this minute's rows of the three tables (one statement each); a row computed from
+    """COPY this minute's rows of the three tables (in the fewest round trips); a row computed from
     older data than the stored one is left alone, so retried or stolen tasks are harmless."""
     a = analytics
     with transaction.atomic(savepoint=False):
         for table in (GREEKS_TABLE, ATM_TABLE, CM_TABLE):
             partitions_ensure(table=table, start=a.minute, end=a.minute)
+        upserts = [_upsert(CM_TABLE, CM_COLUMNS, ["underlying_id", "tenor_days", "ts"], [_cm_row(a)])]
         if a.expiries:
-            _upsert(
-                GREEKS_TABLE,
-                GREEKS_COLUMNS,
-                ["underlying_id", "level", "expiry", "ts"],
-                [_level_row(a, e, lv) for e in a.expiries for lv in e.levels],
-            )
-            _upsert(
-                ATM_TABLE,
-                ATM_COLUMNS,
-                ["underlying_id", "expiry", "ts"],
-                [_atm_row(a, e) for e in a.expiries],
-            )
-        _upsert(CM_TABLE, CM_COLUMNS, ["underlying_id", "tenor_days", "ts"], [_cm_row(a)])
+            upserts += [
+                _upsert(
+                    GREEKS_TABLE,
+                    GREEKS_COLUMNS,
+                    ["underlying_id", "level", "expiry", "ts"],
+                    [_level_row(a, e, lv) for e in a.expiries for lv in e.levels],
+                ),
+                _upsert(
+                    ATM_TABLE,
+                    ATM_COLUMNS,
+                    ["underlying_id", "expiry", "ts"],
+                    [_atm_row(a, e) for e in a.expiries],
+                ),
+            ]
+        copy_upsert_many(upserts)
 
 
 # -- 3. latest in Redis, and the update message ----------------------------------------------------------
@@ -424,14 +452,15 @@ def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Red
         fields += [e.snapshot.expiry.isoformat(), blob]
         if i == 0:
             fields += [FRONT_FIELD, blob]
-    written = client.eval(
-        _REPLACE_IF_NEWER,
-        1,
-        chain_key(a.underlying_key),
-        epoch_us(a.source_ts),
-        LATEST_TTL_SECONDS,
-        UPDATES_CHANNEL_PREFIX + a.underlying_key,
-        payload,
-        *fields,
+    # EVALSHA, loading the script once per server (redis-py retries with the text after a restart).
+    written = client.register_script(_REPLACE_IF_NEWER)(
+        keys=[chain_key(a.underlying_key)],
+        args=[
+            epoch_us(a.source_ts),
+            LATEST_TTL_SECONDS,
+            UPDATES_CHANNEL_PREFIX + a.underlying_key,
+            payload,
+            *fields,
+        ],
     )
     return bool(written)

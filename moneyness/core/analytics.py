@@ -22,7 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moneyness.core.levels import Level, atm_strike, level_members, nearest_delta_option, parse_level
+from moneyness.core.levels import (
+    Level,
+    atm_strike,
+    level_masks,
+    level_members,
+    nearest_delta_option,
+    parse_level,
+)
 
 GREEKS = ("delta", "gamma", "theta", "vega", "rho", "iv")
 
@@ -142,9 +149,7 @@ def levels_greeks(
     finite = np.isfinite(arrays)
     filled = np.where(finite, arrays, 0.0)
     iv_column, delta_column = GREEKS.index("iv"), GREEKS.index("delta")
-    masks = np.stack(
-        [level_members(lv, strikes, is_call, forward, delta=arrays[:, delta_column]) for lv in levels]
-    )
+    masks = level_masks(levels, strikes, is_call, forward, arrays[:, delta_column])
     groups = {"all": masks, "calls": masks & is_call, "puts": masks & ~is_call}
     stats: dict[str, list[GreeksStats]] = {}
     for name, mask in groups.items():
@@ -156,31 +161,44 @@ def levels_greeks(
             GreeksStats(*row, count=int(n))
             for row, n in zip(means.tolist(), counts[:, iv_column].tolist(), strict=True)
         ]
+    # The member strikes of every level at once: min, max and how many distinct (a call and a put
+    # of one strike are one strike).
+    listed, position = np.unique(strikes, return_inverse=True)
+    present = np.zeros((len(levels), listed.size), dtype=bool)
+    rows, columns = np.nonzero(masks)
+    present[rows, position[columns]] = True
+    strike_count = present.sum(axis=1)
+    first = np.where(strike_count > 0, present.argmax(axis=1), 0)
+    last = np.where(strike_count > 0, listed.size - 1 - present[:, ::-1].argmax(axis=1), 0)
+    # Strike and IV at exactly each OTM delta level's target, per type.
+    otm_delta = [i for i, level in enumerate(levels) if level.kind == "delta" and level.side == "OTM"]
+    at = {
+        call: _at_deltas(
+            [levels[i].delta for i in otm_delta], call, strikes, is_call, forward, arrays[:, delta_column],
+            arrays[:, iv_column],
+        )
+        for call in (True, False)
+    } if otm_delta else {}  # fmt: skip
     out = []
     for i, level in enumerate(levels):
-        listed = np.unique(strikes[masks[i]])
         interpolated = None
-        if level.kind == "delta" and level.side == "OTM" and level.delta is not None:
-            interpolated = {
-                name: otm_by_delta(
-                    level.delta,
-                    call,
-                    strikes,
-                    is_call,
-                    forward,
-                    arrays[:, delta_column],
-                    arrays[:, iv_column],
+        if i in otm_delta:
+            j = otm_delta.index(i)
+            interpolated = {}
+            for name, call in (("call", True), ("put", False)):
+                picked = np.flatnonzero(masks[i] & (is_call == call))  # the level's pick of this type
+                interpolated[name] = (
+                    DeltaPick(int(picked[0]), *at[call][j]) if picked.size else DeltaPick(None, None, None)
                 )
-                for name, call in (("call", True), ("put", False))
-            }
+        count = int(strike_count[i])
         out.append(
             LevelGreeks(
                 level=level.name,
                 groups={name: stats[name][i] for name in groups},
                 members=np.flatnonzero(masks[i]),
-                strike_min=float(listed[0]) if listed.size else math.nan,
-                strike_max=float(listed[-1]) if listed.size else math.nan,
-                strike_count=int(listed.size),
+                strike_min=float(listed[first[i]]) if count else math.nan,
+                strike_max=float(listed[last[i]]) if count else math.nan,
+                strike_count=count,
                 interpolated=interpolated,
             )
         )
@@ -268,21 +286,48 @@ def otm_by_delta(
     index = nearest_delta_option(strikes, is_call, forward, delta, level=level, call=call)
     if index is None:
         return DeltaPick(None, None, None)
+    return DeltaPick(index, *_at_delta(target, call, strikes, is_call, forward, delta, iv))
+
+
+def _at_delta(
+    target: float,
+    call: bool,
+    strikes: np.ndarray,
+    is_call: np.ndarray,
+    forward: float,
+    delta: np.ndarray,
+    iv: np.ndarray,
+) -> tuple[float | None, float | None]:
+    return _at_deltas([target], call, strikes, is_call, forward, delta, iv)[0]
+
+
+def _at_deltas(
+    targets: list[float],
+    call: bool,
+    strikes: np.ndarray,
+    is_call: np.ndarray,
+    forward: float,
+    delta: np.ndarray,
+    iv: np.ndarray,
+) -> list[tuple[float | None, float | None]]:
+    """Strike and IV at exactly |delta| = each target: linear between the first two adjacent
+    out-of-the-money strikes of the type (in strike order) whose |delta| brackets it; (None, None)
+    without a bracket."""
     side = np.where(is_call, strikes > forward, strikes < forward)
     usable = np.flatnonzero((is_call == call) & side & np.isfinite(delta) & np.isfinite(iv))
     usable = usable[np.argsort(strikes[usable], kind="stable")]
-    # The first pair of adjacent strikes (in strike order) whose |delta| brackets the target.
     d = np.abs(delta[usable])
-    brackets = (
-        (np.minimum(d[:-1], d[1:]) <= target) & (target <= np.maximum(d[:-1], d[1:])) & (d[:-1] != d[1:])
-    )
-    if not brackets.any():
-        return DeltaPick(index, None, None)
-    j = int(np.argmax(brackets))
-    a, b = usable[j], usable[j + 1]
-    weight = (target - d[j]) / (d[j + 1] - d[j])
-    return DeltaPick(
-        index,
-        float(strikes[a] + weight * (strikes[b] - strikes[a])),
-        float(iv[a] + weight * (iv[b] - iv[a])),
-    )
+    low, high, moves = np.minimum(d[:-1], d[1:]), np.maximum(d[:-1], d[1:]), d[:-1] != d[1:]
+    out: list[tuple[float | None, float | None]] = []
+    for target in targets:
+        brackets = (low <= target) & (target <= high) & moves
+        if not brackets.any():
+            out.append((None, None))
+            continue
+        j = int(np.argmax(brackets))
+        a, b = usable[j], usable[j + 1]
+        weight = (target - d[j]) / (d[j + 1] - d[j])
+        out.append(
+            (float(strikes[a] + weight * (strikes[b] - strikes[a])), float(iv[a] + weight * (iv[b] - iv[a])))
+        )
+    return out

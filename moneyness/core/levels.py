@@ -108,34 +108,51 @@ def out_of_the_money(strikes: np.ndarray, is_call: np.ndarray, forward: float) -
     return np.where(is_call, strikes > forward, strikes < forward)
 
 
+@dataclass(frozen=True)
+class ChainGeometry:
+    """What every level of one chain is measured from, computed once: the listed strikes, the ATM
+    strike, each option's steps into the money from ATM, its side of the forward, and whether it is
+    deep (``|ln(K/F)| > DEEP_MONEYNESS``)."""
+
+    atm: float
+    toward_itm: np.ndarray
+    itm: np.ndarray
+    otm: np.ndarray
+    deep: np.ndarray
+
+
+def chain_geometry(strikes: np.ndarray, is_call: np.ndarray, forward: float) -> ChainGeometry:
+    strikes = np.asarray(strikes, dtype=float)
+    is_call = np.asarray(is_call, dtype=bool)
+    listed = np.unique(strikes[np.isfinite(strikes)])
+    atm = atm_strike(listed, forward)
+    away = np.searchsorted(listed, strikes) - np.searchsorted(listed, atm)  # + above ATM, - below
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deep = np.abs(np.log(strikes / forward)) > DEEP_MONEYNESS
+    return ChainGeometry(
+        atm=atm,
+        toward_itm=np.where(is_call, -away, away),  # steps into the money for each type
+        itm=in_the_money(strikes, is_call, forward),
+        otm=out_of_the_money(strikes, is_call, forward),
+        deep=deep,
+    )
+
+
 def level_members(
     level: Level,
     strikes: np.ndarray,
     is_call: np.ndarray,
     forward: float,
     delta: np.ndarray | None = None,
+    geometry: ChainGeometry | None = None,
 ) -> np.ndarray:
-    """Boolean mask of the chain's options at ``level`` (``delta`` needed for delta levels)."""
+    """Boolean mask of the chain's options at ``level`` (``delta`` needed for delta levels;
+    ``geometry``: :func:`chain_geometry` of the same chain, when many levels are asked for)."""
     strikes = np.asarray(strikes, dtype=float)
     is_call = np.asarray(is_call, dtype=bool)
     none = np.zeros(strikes.shape, dtype=bool)
     if strikes.size == 0 or not math.isfinite(forward):
         return none
-    if level.kind == "atm":
-        return strikes == atm_strike(strikes, forward)
-    if level.kind == "steps":
-        listed = np.unique(strikes[np.isfinite(strikes)])
-        atm_index = int(np.searchsorted(listed, atm_strike(listed, forward)))
-        index = np.searchsorted(listed, strikes)  # position of each option's strike
-        away = index - atm_index  # + above ATM, - below
-        toward_itm = np.where(is_call, -away, away)  # steps into the money for each type
-        wanted = level.steps if level.side == "ITM" else -level.steps
-        return toward_itm == wanted
-    if level.kind == "band":
-        side = in_the_money if level.side == "ITM" else out_of_the_money
-        with np.errstate(divide="ignore", invalid="ignore"):
-            deep = np.abs(np.log(strikes / forward)) > DEEP_MONEYNESS
-        return side(strikes, is_call, forward) & (deep if level.deep else ~deep)
     if level.kind == "delta":
         if delta is None:
             raise ValueError(f"{level.name} needs the options' deltas")
@@ -145,7 +162,52 @@ def level_members(
             if i is not None:
                 mask[i] = True
         return mask
+    geometry = geometry or chain_geometry(strikes, is_call, forward)
+    if level.kind == "atm":
+        return strikes == geometry.atm
+    if level.kind == "steps":
+        wanted = level.steps if level.side == "ITM" else -level.steps
+        return geometry.toward_itm == wanted
+    if level.kind == "band":
+        side = geometry.itm if level.side == "ITM" else geometry.otm
+        return side & (geometry.deep if level.deep else ~geometry.deep)
     raise ValueError(f"unknown level kind {level.kind!r}")
+
+
+def level_masks(
+    levels: list[Level],
+    strikes: np.ndarray,
+    is_call: np.ndarray,
+    forward: float,
+    delta: np.ndarray,
+) -> np.ndarray:
+    """(levels x options) boolean masks of many levels of one chain: :func:`level_members` of each,
+    with the chain's geometry computed once and every delta level of a side and type picked in one
+    step (the candidates in strike order, so the first nearest is the lower strike on a tie, as in
+    :func:`nearest_delta_option`)."""
+    strikes = np.asarray(strikes, dtype=float)
+    is_call = np.asarray(is_call, dtype=bool)
+    delta = np.asarray(delta, dtype=float)
+    masks = np.zeros((len(levels), strikes.size), dtype=bool)
+    if strikes.size == 0 or not math.isfinite(forward):
+        return masks
+    geometry = chain_geometry(strikes, is_call, forward)
+    for i, level in enumerate(levels):
+        if level.kind != "delta":
+            masks[i] = level_members(level, strikes, is_call, forward, geometry=geometry)
+    usable = np.isfinite(delta)
+    by_strike = np.argsort(strikes, kind="stable")
+    for side, side_mask in (("OTM", geometry.otm), ("ITM", geometry.itm)):
+        group = [i for i, level in enumerate(levels) if level.kind == "delta" and level.side == side]
+        if not group:
+            continue
+        targets = np.array([levels[i].delta if side == "OTM" else 1.0 - levels[i].delta for i in group])
+        for call in (True, False):
+            candidates = by_strike[((is_call == call) & side_mask & usable)[by_strike]]
+            if candidates.size:
+                distance = np.abs(np.abs(delta[candidates])[None, :] - targets[:, None])
+                masks[group, candidates[np.argmin(distance, axis=1)]] = True
+    return masks
 
 
 def nearest_delta_option(

@@ -153,6 +153,7 @@ def fit_svi(
     *,
     weights: ArrayLike | None = None,
     previous: SviParams | None = None,
+    grid: bool = True,
 ) -> SviFit:
     """Fit raw SVI to one expiry's implied vols.
 
@@ -160,7 +161,8 @@ def fit_svi(
     as are non-finite ``k``); ``t``: years to expiry (ACT/365, > 0); ``weights``: optional relative
     weights per point (>= 0; 0 or NaN drops the point), e.g. vega or 1/spread; ``previous``: the
     last fit of this slice, a warm start that competes with the grid seed (so a stale one cannot
-    trap the fit).
+    trap the fit); ``grid=False`` starts from ``previous`` alone (the per-minute refit of a slice
+    that moved little: the caller checks the result and falls back to the full fit).
     """
     k = np.asarray(k, dtype=float).ravel()
     iv = np.asarray(iv, dtype=float).ravel()
@@ -186,17 +188,24 @@ def fit_svi(
         # Absurd inputs (an iv of 1e77, k of 1e300) overflow somewhere on the way; they end as
         # "failed" through the finiteness checks below rather than as warnings or a wrong number.
         with np.errstate(all="ignore"):
-            return _fit(k, iv, w_market, lam, t, previous)
+            return _fit(k, iv, w_market, lam, t, previous, grid=grid or previous is None)
     except (ValueError, OverflowError, ZeroDivisionError, np.linalg.LinAlgError) as error:
         return _no_fit("failed", f"optimiser: {error}", int(k.size), t)
 
 
 def _fit(
-    k: np.ndarray, iv: np.ndarray, w_market: np.ndarray, lam: np.ndarray, t: float, previous: SviParams | None
+    k: np.ndarray,
+    iv: np.ndarray,
+    w_market: np.ndarray,
+    lam: np.ndarray,
+    t: float,
+    previous: SviParams | None,
+    *,
+    grid: bool,
 ) -> SviFit:
     scale = np.sqrt(lam / lam.sum()) / (2.0 * iv * t)  # residual in w -> (weighted) residual in vol
     box = _Box.around(k, w_market)
-    seeds = [box.to_free(_grid_seed(k, w_market, scale))]
+    seeds = [box.to_free(_grid_seed(k, w_market, scale))] if grid else []
     if previous is not None:
         seeds.append(box.to_free(_from_params(previous)))
     costs = [_cost(z, box, k, w_market, scale) for z in seeds]

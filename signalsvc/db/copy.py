@@ -9,6 +9,7 @@ column's own binary dumper, 4-5x faster than the text format's per-value adaptat
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from django.db import connection
 
@@ -29,6 +30,18 @@ def _types(cur, table: str) -> dict[str, str]:
     return types
 
 
+@dataclass(frozen=True)
+class Upsert:
+    """One table's batch for :func:`copy_upsert_many` (the arguments of :func:`copy_upsert`)."""
+
+    table: str
+    columns: Sequence[str]
+    rows: Iterable[Sequence]
+    conflict: Sequence[str]
+    update_sql: str
+    where_sql: str = ""
+
+
 def copy_upsert(
     *,
     table: str,
@@ -42,26 +55,40 @@ def copy_upsert(
     ``t.`` for the existing row), ``where_sql`` an optional guard on the update (e.g. never let
     an older computation overwrite a newer one). Must run inside a transaction. Returns the
     number of rows inserted or updated."""
-    stage = f"_stage_{table}"
-    cols = ", ".join(f'"{c}"' for c in columns)
+    return copy_upsert_many([Upsert(table, columns, rows, conflict, update_sql, where_sql)])[0]
+
+
+def copy_upsert_many(upserts: Sequence[Upsert]) -> list[int]:
+    """:func:`copy_upsert` of several tables with as few round trips as there can be: the stages
+    made and emptied in one, a COPY each, the merges in one. Returns the rows merged per table."""
     with connection.cursor() as cur:
-        # One round trip for both (no parameters, so psycopg sends them as one simple query). DELETE,
-        # not TRUNCATE: the stage is empty or small, and TRUNCATE makes a new file each time.
+        # No parameters, so psycopg sends these as one simple query. DELETE, not TRUNCATE: the
+        # stage is empty or small, and TRUNCATE makes a new file each time.
         cur.execute(
-            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table}" INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; '
-            f'DELETE FROM "{stage}"'
+            "; ".join(
+                f'CREATE TEMP TABLE IF NOT EXISTS "_stage_{u.table}" (LIKE "{u.table}" INCLUDING DEFAULTS) '
+                f'ON COMMIT DELETE ROWS; DELETE FROM "_stage_{u.table}"'
+                for u in upserts
+            )
         )
-        types = _types(cur, table)
-        with cur.copy(f'COPY "{stage}" ({cols}) FROM STDIN (FORMAT BINARY)') as copy:
-            copy.set_types([types[c] for c in columns])
-            for row in rows:
-                copy.write_row(row)
-        guard = f" WHERE {where_sql}" if where_sql else ""
-        # Rows are merged in key order: concurrent batches over the same keys then lock them in
-        # the same order and wait for each other instead of deadlocking.
-        keys = ", ".join(f'"{c}"' for c in conflict)
-        cur.execute(
-            f'INSERT INTO "{table}" AS t ({cols}) SELECT {cols} FROM "{stage}" ORDER BY {keys} '
-            f"ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {update_sql}{guard}"
-        )
-        return cur.rowcount
+        merges = []
+        for u in upserts:
+            types = _types(cur, u.table)
+            cols = ", ".join(f'"{c}"' for c in u.columns)
+            with cur.copy(f'COPY "_stage_{u.table}" ({cols}) FROM STDIN (FORMAT BINARY)') as copy:
+                copy.set_types([types[c] for c in u.columns])
+                for row in u.rows:
+                    copy.write_row(row)
+            guard = f" WHERE {u.where_sql}" if u.where_sql else ""
+            # Rows are merged in key order: concurrent batches over the same keys then lock them in
+            # the same order and wait for each other instead of deadlocking.
+            keys = ", ".join(f'"{c}"' for c in u.conflict)
+            merges.append(
+                f'INSERT INTO "{u.table}" AS t ({cols}) SELECT {cols} FROM "_stage_{u.table}" ORDER BY {keys} '
+                f"ON CONFLICT ({', '.join(u.conflict)}) DO UPDATE SET {u.update_sql}{guard}"
+            )
+        cur.execute("; ".join(merges))
+        counts = [cur.rowcount]
+        while cur.nextset():
+            counts.append(cur.rowcount)
+        return counts

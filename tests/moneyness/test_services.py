@@ -221,6 +221,7 @@ def test_the_chain_result_reports_the_moneyness_cost(demo_market, redis_client):
     assert set(result.timings) == {
         "price",
         "moneyness",
+        "smile",
         "store",
         "moneyness_store",
         "publish",
