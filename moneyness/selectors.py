@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -22,11 +22,15 @@ from django.conf import settings
 from django.db import connection
 
 from moneyness.core import snapshot as snapshots
+from moneyness.core import summary
+from moneyness.core.analytics import atm_iv, level_greeks, otm_by_delta
+from moneyness.core.smile import SviParams
 from moneyness.core.snapshot import ChainSnapshot
+from moneyness.core.term import constant_maturity_iv
 from moneyness.models import GROUP_FIELDS, GROUPS
-from moneyness.services import FRONT_FIELD, LATEST_FIELD, chain_key
+from moneyness.services import FRONT_FIELD, LATEST_FIELD, chain_key, level_json
 from signalsvc.core.calendar import Session
-from signalsvc.core.keys import SPOT, InvalidKey, parse_key
+from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, build_key, parse_key
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_ids
 from signalsvc.redis_clients import redis_client
@@ -365,7 +369,6 @@ def _iso(value: dt.datetime) -> str:
 
 
 def option_key(underlying: Underlying, snap: ChainSnapshot, index: int) -> str:
-    from signalsvc.core.keys import OPTIONS, build_key
 
     exchange = underlying.key.split("@", 1)[0]
     option_type = "call" if snap.is_call[index] else "put"
@@ -395,8 +398,6 @@ def _finite(value) -> float | None:
 def level_greeks_realtime(
     *, underlying: Underlying, level, expiry: dt.date | None, include_instruments: bool = False
 ) -> dict:
-    from moneyness.core.analytics import level_greeks
-    from moneyness.services import level_json
 
     snap = snapshot_get(underlying, expiry)
     result = level_greeks(level, snap.strikes, snap.is_call, snap.forward, snap.greeks())
@@ -421,7 +422,6 @@ def level_greeks_realtime(
 
 
 def atm_iv_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
-    from moneyness.core.analytics import atm_iv
 
     snap = snapshot_get(underlying, expiry)
     iv = snap.columns["iv"]
@@ -446,7 +446,6 @@ def atm_iv_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
 
 def atm_iv_tenor_realtime(*, underlying: Underlying, tenor_days: int) -> dict:
     """Constant-maturity ATM IV at ``tenor_days`` from the latest ATM IVs of every live expiry."""
-    from moneyness.core.term import constant_maturity_iv
 
     latest = latest_get(underlying)
     expiries = latest["expiries"]
@@ -491,7 +490,6 @@ def _option_json(underlying: Underlying, snap: ChainSnapshot, i: int) -> dict:
 
 
 def otm_delta_realtime(*, underlying: Underlying, delta: float, call: bool, expiry: dt.date | None) -> dict:
-    from moneyness.core.analytics import otm_by_delta
 
     snap = snapshot_get(underlying, expiry)
     cols = snap.columns
@@ -518,7 +516,6 @@ def otm_delta_realtime(*, underlying: Underlying, delta: float, call: bool, expi
 def smile_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
     """Every listed strike's out-of-the-money option (put below the forward, call at or above) with
     its IV and delta, the fitted smile of that minute and its value at each strike."""
-    from moneyness.core.smile import SviParams
 
     snap, latest = snapshot_and_latest_get(underlying, expiry)
     record = next((e for e in latest["expiries"] if e["expiry"] == snap.expiry.isoformat()), None)
@@ -552,7 +549,6 @@ def smile_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
 
 
 def summary_realtime(*, underlying: Underlying, expiry: dt.date | None, lookback_days: int = 365) -> dict:
-    from moneyness.core import summary
 
     snap, latest = snapshot_and_latest_get(underlying, expiry)
     cols = snap.columns
@@ -593,6 +589,5 @@ def summary_realtime(*, underlying: Underlying, expiry: dt.date | None, lookback
 
 
 def summary_json(value) -> dict:
-    from dataclasses import asdict
 
     return {k: (_finite(v) if isinstance(v, float) else v) for k, v in asdict(value).items()}
