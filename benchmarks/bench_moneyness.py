@@ -126,7 +126,7 @@ def _demo_market_ingested(client) -> None:
     from signalsvc.core.keys import FUTURES, OPTIONS
     from signalsvc.instruments.models import Instrument
     from signalsvc.instruments.services import instruments_upsert
-    from signalsvc.marketdata.stream import StreamConsumer, publish, tick_fields
+    from signalsvc.marketdata.stream import ticks_ingest
     from signalsvc.simulator.market import DemoMarket
 
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(seconds=TICK_SECONDS + 3)
@@ -140,17 +140,7 @@ def _demo_market_ingested(client) -> None:
     ticks = []
     for second in range(TICK_SECONDS):
         ticks += market.step(start + dt.timedelta(seconds=second))
-    publish(
-        client,
-        (
-            tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask)
-            for t in ticks
-        ),
-    )
-    consumer = StreamConsumer(client=client, name="bench", batch=5000)
-    consumer.ensure_group()
-    while consumer.read_new(block_ms=10):
-        pass
+    ticks_ingest(client, ticks, consumer_name="bench")
     client.xtrim(settings.MARKET_DATA_STREAM, maxlen=0)  # all acked: keep the bench's Redis small
 
 

@@ -103,7 +103,7 @@ def demo_market(db, redis_client):
     """A simulated market whose ticks went through the real stream and ingest into Redis/PostgreSQL."""
     # Imported here so the pure engine tests run without Django.
     from signalsvc.instruments.services import instruments_upsert
-    from signalsvc.marketdata.stream import StreamConsumer, publish, tick_fields
+    from signalsvc.marketdata.stream import ticks_ingest
     from signalsvc.simulator.market import DemoMarket
 
     market = DemoMarket(start=DEMO_START, seed=11)
@@ -111,15 +111,5 @@ def demo_market(db, redis_client):
     ticks = []
     for second in range(0, 12):
         ticks += market.step(DEMO_START + dt.timedelta(seconds=second))
-    publish(
-        redis_client,
-        (
-            tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask)
-            for t in ticks
-        ),
-    )
-    consumer = StreamConsumer(client=redis_client, name="test", batch=5000)
-    consumer.ensure_group()
-    while consumer.read_new(block_ms=10):
-        pass
+    ticks_ingest(redis_client, ticks, consumer_name="test")
     return market

@@ -286,19 +286,7 @@ def otm_by_delta(
     index = nearest_delta_option(strikes, is_call, forward, delta, level=level, call=call)
     if index is None:
         return DeltaPick(None, None, None)
-    return DeltaPick(index, *_at_delta(target, call, strikes, is_call, forward, delta, iv))
-
-
-def _at_delta(
-    target: float,
-    call: bool,
-    strikes: np.ndarray,
-    is_call: np.ndarray,
-    forward: float,
-    delta: np.ndarray,
-    iv: np.ndarray,
-) -> tuple[float | None, float | None]:
-    return _at_deltas([target], call, strikes, is_call, forward, delta, iv)[0]
+    return DeltaPick(index, *_at_deltas([target], call, strikes, is_call, forward, delta, iv)[0])
 
 
 def _at_deltas(

@@ -262,3 +262,22 @@ class StreamConsumer:
             )
         self.client.xack(self.stream, self.group, *[entry_id for entry_id, _ in entries])
         return len(entries)
+
+
+def ticks_ingest(client: redis.Redis, ticks: Iterable, *, consumer_name: str = "local") -> int:
+    """Publish ``ticks`` (objects with key, ts, ltp, volume, oi, bid, ask: the simulator's ``Tick``)
+    to the stream and consume it to the end in this process, through the real consumer group: what
+    tests and benchmarks use to put a market into Redis and PostgreSQL. Returns the entries read."""
+    publish(
+        client,
+        (
+            tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask)
+            for t in ticks
+        ),
+    )
+    consumer = StreamConsumer(client=client, name=consumer_name, batch=5000)
+    consumer.ensure_group()
+    read = 0
+    while batch := consumer.read_new(block_ms=10):
+        read += batch
+    return read

@@ -26,18 +26,14 @@ RANGE = {
 @pytest.fixture
 def history(demo_market, redis_client):
     """The chain computed once a minute for ten minutes (the first at DEMO_START + 12 s)."""
-    from signalsvc.marketdata.stream import StreamConsumer, publish, tick_fields
+    from signalsvc.marketdata.stream import ticks_ingest
 
-    consumer = StreamConsumer(client=redis_client, name="test", batch=5000)
     for minute in range(MINUTES):
         if minute:
             ticks = []
             for second in range(0, 12, 2):
                 ticks += demo_market.step(DEMO_START + dt.timedelta(minutes=minute, seconds=second))
-            publish(redis_client, (tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi,
-                                               bid=t.bid, ask=t.ask) for t in ticks))  # fmt: skip
-            while consumer.read_new(block_ms=10):
-                pass
+            ticks_ingest(redis_client, ticks, consumer_name="test")
         chain_compute(underlying_key=NIFTY, client=redis_client)
     return demo_market
 

@@ -58,7 +58,10 @@ def test_instrument_count_and_products(recording):
         assert [s.expiry for s in by_product[(symbol, FUTURES)]] == monthlies
     expected_options = 0
     for symbol, expiries in (
-        ("NIFTY", [dt.date(2025, 10, 7), dt.date(2025, 10, 14), dt.date(2025, 10, 28), dt.date(2025, 11, 25)]),
+        (
+            "NIFTY",
+            [dt.date(2025, 10, 7), dt.date(2025, 10, 14), dt.date(2025, 10, 28), dt.date(2025, 11, 25)],
+        ),
         ("BANKNIFTY", monthlies),
     ):
         spot = recording.start_truth["underlyings"][symbol]["spot"]
@@ -105,7 +108,12 @@ def test_expired_weekly_rolls_off_at_1530_ist_and_the_next_is_listed():
     assert not any("@2025-10-07@" in t.key for t in ticks)
     assert market.listing_version == version + 1
     nifty = sorted({s.expiry for s in after if s.symbol == "NIFTY" and s.product == OPTIONS})
-    assert nifty == [dt.date(2025, 10, 14), dt.date(2025, 10, 21), dt.date(2025, 10, 28), dt.date(2025, 11, 25)]
+    assert nifty == [
+        dt.date(2025, 10, 14),
+        dt.date(2025, 10, 21),
+        dt.date(2025, 10, 28),
+        dt.date(2025, 11, 25),
+    ]
     # the new expiry's strikes are centred on the spot at the roll; BANKNIFTY is untouched
     new = strikes_by_chain(after)[("NIFTY", dt.date(2025, 10, 21))]["call"]
     assert sorted(int(k) for k in new) == expected_strikes(market.spot("NIFTY"), 50)
