@@ -10,8 +10,7 @@ from rest_framework.views import APIView
 from greeks import calculator, selectors
 from greeks.services import chain_compute
 from signalsvc.api.errors import ApiError
-from signalsvc.core.keys import InvalidKey
-from signalsvc.instruments.selectors import UnknownInstrument, instrument_get
+from signalsvc.instruments.selectors import instrument_get
 
 MONEYNESS_HINT = (
     "greeks are per option; for an underlying use /api/v2/signals/realtime/moneyness/{underlying}/greeks/{level} "
@@ -36,7 +35,7 @@ def realtime_payload(key: str) -> dict:
         raise ApiError(
             status_code=404,
             code="no_data",
-            message=f"no greeks computed yet for {key}; they are computed every minute from live ticks",
+            message=f"no greeks computed yet for {key}; {selectors.NO_DATA_HINT}",
         )
     return latest
 
@@ -60,7 +59,7 @@ class BatchGreeksApi(APIView):
     @extend_schema(
         summary="Latest IV and Greeks of many options",
         description='Body: {"instrument_keys": [...]} (at most API_V2_BATCH_SIZE). Per-key errors are reported '
-        "in `errors` without failing the batch.",
+        "in `errors` without failing the batch. One instrument query and one Redis read for the whole batch.",
         request=dict,
         responses={200: dict},
     )
@@ -76,16 +75,7 @@ class BatchGreeksApi(APIView):
                 code="batch_too_large",
                 message=f"at most {settings.API_V2_BATCH_SIZE} keys per batch",
             )
-        results, errors = {}, {}
-        for key in dict.fromkeys(keys):
-            try:
-                results[key] = realtime_payload(key)
-            except InvalidKey as exc:
-                errors[key] = {"code": "invalid_instrument_key", "message": str(exc)}
-            except UnknownInstrument as exc:
-                errors[key] = {"code": "unknown_instrument", "message": str(exc)}
-            except ApiError as exc:
-                errors[key] = {"code": exc.error_code, "message": exc.message}
+        results, errors = selectors.greeks_batch(keys=keys, not_an_option_hint=MONEYNESS_HINT)
         return Response(
             {"results": results, "errors": errors, "requested": len(keys), "succeeded": len(results)}
         )

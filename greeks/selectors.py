@@ -3,6 +3,10 @@ from __future__ import annotations
 import json
 
 from greeks.services import LATEST_PREFIX, redis_client
+from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
+from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, instrument_products
+
+NO_DATA_HINT = "they are computed every minute from live ticks"
 
 
 def greeks_latest_many(*, keys: list[str]) -> dict[str, dict]:
@@ -11,3 +15,43 @@ def greeks_latest_many(*, keys: list[str]) -> dict[str, dict]:
         return {}
     values = redis_client().mget([LATEST_PREFIX + k for k in keys])
     return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+
+def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Latest values of many option keys with one instrument query and one Redis read for the whole
+    batch (keys the registry does not hold may still be asked of the instrument service, one by
+    one). Returns (results, errors), both keyed by the key as given."""
+    results: dict[str, dict] = {}
+    errors: dict[str, dict] = {}
+    canonical: dict[str, str] = {}
+    for key in dict.fromkeys(keys):
+        try:
+            canonical[key] = str(parse_key(key))
+        except InvalidKey as exc:
+            errors[key] = {"code": "invalid_instrument_key", "message": str(exc)}
+    products = instrument_products(keys=set(canonical.values()))
+    for key, text in canonical.items():
+        if text not in products:
+            try:
+                products[text] = instrument_get(key=key).product
+            except UnknownInstrument as exc:
+                errors[key] = {"code": "unknown_instrument", "message": str(exc)}
+    options = []
+    for key, text in canonical.items():
+        if key in errors:
+            continue
+        if products[text] != OPTIONS:
+            errors[key] = {
+                "code": "not_an_option",
+                "message": f"{key} is not an option key; {not_an_option_hint}",
+            }
+        else:
+            options.append(key)
+    latest = greeks_latest_many(keys=[canonical[k] for k in options])
+    for key in options:
+        value = latest.get(canonical[key])
+        if value is None:
+            errors[key] = {"code": "no_data", "message": f"no greeks computed yet for {key}; " + NO_DATA_HINT}
+        else:
+            results[key] = value
+    return results, errors

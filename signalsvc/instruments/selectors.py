@@ -64,9 +64,23 @@ def instrument_ids(*, keys: set[str]) -> dict[str, int]:
     return {k: _ids[k] for k in keys if k in _ids}
 
 
+def instrument_products(*, keys: set[str]) -> dict[str, str]:
+    """Product of each registered key (one query); unregistered keys are absent."""
+    if not keys:
+        return {}
+    return dict(Instrument.objects.filter(key__in=keys).values_list("key", "product"))
+
+
 def instrument_ids_clear_cache() -> None:
     with _ids_lock:
         _ids.clear()
 
 
-__all__ = ["InvalidKey", "UnknownInstrument", "instrument_get", "instrument_ids", "option_expiries"]
+__all__ = [
+    "InvalidKey",
+    "UnknownInstrument",
+    "instrument_get",
+    "instrument_ids",
+    "instrument_products",
+    "option_expiries",
+]

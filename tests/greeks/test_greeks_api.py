@@ -122,3 +122,25 @@ def test_calculator_row_limit(api, db):
     response = api.post("/api/v2/signals/greeks/calculate", {"rows": rows}, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "too_many_rows"
+
+
+def test_a_batch_is_one_instrument_query_and_one_redis_read(
+    api, computed, django_assert_num_queries, monkeypatch
+):
+    """100 keys cost what one costs: one registry query and one MGET (issue 9), not one of each per key."""
+    import redis
+
+    keys = computed[:100]
+    reads = []
+    real_mget = redis.Redis.mget
+
+    def counting_mget(self, *args, **kwargs):
+        reads.append(len(args[0]))
+        return real_mget(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "mget", counting_mget)
+    with django_assert_num_queries(1):
+        body = api.post("/api/v2/signals/batch/greeks", {"instrument_keys": keys}, format="json").json()
+    assert (body["requested"], body["succeeded"], body["errors"]) == (100, 100, {})
+    assert reads == [100]
+    assert body["results"][keys[7]] == api.get(f"/api/v2/signals/realtime/greeks/{keys[7]}").json()
