@@ -27,10 +27,12 @@ def redis_client():
 def _clean_redis_and_caches(request):
     """Every test starts with an empty Redis database and empty in-process caches."""
     redis_lib.Redis.from_url(settings.REDIS_URL).flushdb()
+    from signalsvc.accounts.selectors import api_key_cache_clear
     from signalsvc.db.partitions import partitions_forget_cache
     from signalsvc.instruments.selectors import instrument_ids_clear_cache
 
     instrument_ids_clear_cache()
+    api_key_cache_clear()
     partitions_forget_cache()
     yield
 

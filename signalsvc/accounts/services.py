@@ -2,13 +2,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 
+import redis
 from django.db import transaction
 
 from signalsvc.accounts.models import ApiKey, Subscription, Tier
+from signalsvc.redis_clients import redis_client
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sk"
+AUTH_VERSION_KEY = "auth:version"
 
 
 def digest_of(raw_key: str) -> str:
@@ -72,3 +78,34 @@ def api_key_touch(*, key: ApiKey, now: dt.datetime | None = None) -> None:
     if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    """Deactivate a key; every process stops accepting it within a second."""
+    key.active = False
+    key.save(update_fields=["active"])  # the post_save receiver bumps the auth version
+
+
+def auth_version_bump() -> None:
+    """Tell every process that keys, subscriptions or tiers changed: this process forgets its cached
+    keys now, the others when they next compare the Redis version (at most every
+    ``API_KEY_VERSION_CHECK_SECONDS``). Bumped at once and again after the commit, so no process can
+    keep what it read between the two."""
+    from signalsvc.accounts.selectors import api_key_cache_clear
+
+    def bump() -> None:
+        api_key_cache_clear()
+        try:
+            redis_client(decode_responses=False, socket_timeout=1.0).incr(AUTH_VERSION_KEY)
+        except redis.RedisError as exc:  # the other processes do not trust their caches without Redis
+            log.warning("could not bump %s: %s", AUTH_VERSION_KEY, exc)
+
+    bump()
+    transaction.on_commit(bump)
+
+
+def auth_changed(sender, **kwargs) -> None:
+    """post_save / post_delete receiver of ApiKey, Subscription and Tier (accounts/apps.py): any
+    change to who may call what, from any code path (admin, services, shell), invalidates the key
+    caches. ``api_key_touch`` writes ``last_used_at`` with ``update()``, which sends no signal."""
+    auth_version_bump()

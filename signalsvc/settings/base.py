@@ -198,6 +198,10 @@ API_V2_BATCH_SIZE = env.int("API_V2_BATCH_SIZE", default=100)
 API_HISTORICAL_MAX_DAYS = env.int("API_HISTORICAL_MAX_DAYS", default=365)
 # Anonymous read access: on for the local demo, off in production.
 API_ANONYMOUS_READ = env.bool("API_ANONYMOUS_READ", default=not IS_PRODUCTION)
+# API keys are cached in each process this long; a change to any key, subscription or tier reaches
+# every process within API_KEY_VERSION_CHECK_SECONDS (signalsvc/accounts/selectors.py).
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=60.0)
+API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
 # Requests per minute for anonymous clients (per IP).
 API_ANONYMOUS_RATE_PER_MINUTE = env.int("API_ANONYMOUS_RATE_PER_MINUTE", default=600)
 
