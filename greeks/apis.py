@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,7 +11,8 @@ from rest_framework.views import APIView
 from greeks import calculator, selectors
 from greeks.services import chain_compute
 from signalsvc.api.errors import ApiError
-from signalsvc.instruments.selectors import instrument_get
+from signalsvc.core.keys import OPTIONS, parse_key
+from signalsvc.instruments.selectors import instrument_get, instrument_products
 
 MONEYNESS_HINT = (
     "greeks are per option; for an underlying use /api/v2/signals/realtime/moneyness/{underlying}/greeks/{level} "
@@ -18,19 +20,25 @@ MONEYNESS_HINT = (
 )
 
 
-def option_instrument(key: str):
-    instrument = instrument_get(key=key)
-    if instrument.product != "equity_options":
+def option_key(key: str) -> str:
+    """The canonical key of an option (InvalidKey: 400; UnknownInstrument: 404; another product:
+    400 pointing to the moneyness endpoints). Registered keys are resolved from the in-process
+    registry cache, so a realtime read makes no database query."""
+    canonical = str(parse_key(key))
+    product = instrument_products(keys={canonical}).get(canonical)
+    if product is None:
+        product = instrument_get(key=key).product  # may ask the instrument service; 404 otherwise
+    if product != OPTIONS:
         raise ApiError(
             status_code=400, code="not_an_option", message=f"{key} is not an option key; {MONEYNESS_HINT}"
         )
-    return instrument
+    return canonical
 
 
-def realtime_payload(key: str) -> dict:
-    """The latest values of one option key, or an ApiError."""
-    option_instrument(key)
-    latest = selectors.greeks_latest_many(keys=[key]).get(key)
+def realtime_payload(key: str) -> bytes:
+    """The latest values of one option key as stored (already JSON), or an ApiError."""
+    canonical = option_key(key)
+    latest = selectors.greeks_latest_raw(key=canonical)
     if latest is None:
         raise ApiError(
             status_code=404,
@@ -48,9 +56,9 @@ class RealtimeGreeksApi(APIView):
     )
     def get(self, request, key: str):
         if request.query_params.get("refresh") in ("1", "true", "yes"):
-            instrument = option_instrument(key)
-            chain_compute(underlying_key=instrument.parsed.underlying_key)
-        return Response(realtime_payload(key))
+            chain_compute(underlying_key=parse_key(option_key(key)).underlying_key)
+        # The stored value is the response body: no parse, no re-encode.
+        return HttpResponse(realtime_payload(key), content_type="application/json")
 
 
 class BatchGreeksApi(APIView):

@@ -5,6 +5,7 @@ import json
 from greeks.services import LATEST_PREFIX, redis_client
 from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, instrument_products
+from signalsvc.redis_clients import redis_client as shared_redis_client
 
 NO_DATA_HINT = "they are computed every minute from live ticks"
 
@@ -15,6 +16,11 @@ def greeks_latest_many(*, keys: list[str]) -> dict[str, dict]:
         return {}
     values = redis_client().mget([LATEST_PREFIX + k for k in keys])
     return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
+
+
+def greeks_latest_raw(*, key: str) -> bytes | None:
+    """The latest value of one option key as stored: its JSON bytes (one GET)."""
+    return shared_redis_client(decode_responses=False).get(LATEST_PREFIX + key)
 
 
 def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -49,31 +49,40 @@ def option_expiries(*, underlying_id: int, since: dt.date) -> list[dt.date]:
     )
 
 
-_ids: dict[str, int] = {}
-_ids_lock = threading.Lock()
+# key -> (id, product), cached in-process: neither ever changes for a key.
+_refs: dict[str, tuple[int, str]] = {}
+_refs_lock = threading.Lock()
+
+
+def _instrument_refs(keys: set[str]) -> dict[str, tuple[int, str]]:
+    missing = [k for k in keys if k not in _refs]
+    if missing:
+        found = {
+            key: (pk, product)
+            for key, pk, product in Instrument.objects.filter(key__in=missing).values_list(
+                "key", "id", "product"
+            )
+        }
+        with _refs_lock:
+            _refs.update(found)
+    return {k: _refs[k] for k in keys if k in _refs}
 
 
 def instrument_ids(*, keys: set[str]) -> dict[str, int]:
     """Map keys to registry ids, caching hits in-process (ids never change for a key).
     Keys that are not registered are absent from the result."""
-    missing = [k for k in keys if k not in _ids]
-    if missing:
-        found = dict(Instrument.objects.filter(key__in=missing).values_list("key", "id"))
-        with _ids_lock:
-            _ids.update(found)
-    return {k: _ids[k] for k in keys if k in _ids}
+    return {k: ref[0] for k, ref in _instrument_refs(keys).items()}
 
 
 def instrument_products(*, keys: set[str]) -> dict[str, str]:
-    """Product of each registered key (one query); unregistered keys are absent."""
-    if not keys:
-        return {}
-    return dict(Instrument.objects.filter(key__in=keys).values_list("key", "product"))
+    """Product of each registered key (at most one query, hits cached in-process like the ids);
+    unregistered keys are absent."""
+    return {k: ref[1] for k, ref in _instrument_refs(keys).items()}
 
 
 def instrument_ids_clear_cache() -> None:
-    with _ids_lock:
-        _ids.clear()
+    with _refs_lock:
+        _refs.clear()
 
 
 __all__ = [

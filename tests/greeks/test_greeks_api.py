@@ -130,6 +130,8 @@ def test_a_batch_is_one_instrument_query_and_one_redis_read(
     """100 keys cost what one costs: one registry query and one MGET (issue 9), not one of each per key."""
     import redis
 
+    from signalsvc.instruments.selectors import instrument_ids_clear_cache
+
     keys = computed[:100]
     reads = []
     real_mget = redis.Redis.mget
@@ -139,8 +141,21 @@ def test_a_batch_is_one_instrument_query_and_one_redis_read(
         return real_mget(self, *args, **kwargs)
 
     monkeypatch.setattr(redis.Redis, "mget", counting_mget)
+    instrument_ids_clear_cache()  # cold: the keys are not yet known to this process
     with django_assert_num_queries(1):
         body = api.post("/api/v2/signals/batch/greeks", {"instrument_keys": keys}, format="json").json()
     assert (body["requested"], body["succeeded"], body["errors"]) == (100, 100, {})
     assert reads == [100]
+    with django_assert_num_queries(0):  # warm: the registry answers from the process's cache
+        api.post("/api/v2/signals/batch/greeks", {"instrument_keys": keys}, format="json")
     assert body["results"][keys[7]] == api.get(f"/api/v2/signals/realtime/greeks/{keys[7]}").json()
+
+
+def test_a_realtime_read_makes_no_query_once_the_key_is_known(api, computed, django_assert_num_queries):
+    key = computed[3]
+    first = api.get(f"/api/v2/signals/realtime/greeks/{key}")
+    with django_assert_num_queries(0):
+        again = api.get(f"/api/v2/signals/realtime/greeks/{key}")
+    assert again.status_code == first.status_code == 200
+    assert again.json() == first.json()
+    assert again["Content-Type"] == "application/json"
