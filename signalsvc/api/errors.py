@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import JsonResponse
@@ -85,6 +86,15 @@ def exception_handler(exc, context):
         log.warning("database unavailable in %s: %s", context.get("view"), exc)
         return Response(
             error_body("database_unavailable", "the database is unavailable; retry shortly"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, redis.RedisError):
+        # The latest values live in Redis: while it is unreachable they cannot be served, and
+        # readiness reports it; the processes reconnect by themselves.
+        log.warning("redis unavailable in %s: %s", context.get("view"), exc)
+        return Response(
+            error_body("redis_unavailable", "the latest-values store is unavailable; retry shortly"),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
         )

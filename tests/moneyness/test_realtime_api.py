@@ -308,3 +308,21 @@ def test_realtime_reads_never_recompute_the_chain(api, live, monkeypatch):
     monkeypatch.setattr(services, "chain_price", fail)
     for path in ("NIFTY/greeks/OTM7", "NIFTY/atm-iv", "NIFTY/smile", "NIFTY/summary"):
         assert api.get(BASE + path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "realtime/moneyness/NIFTY/greeks/ATM",
+        "realtime/moneyness/NIFTY/atm-iv?tenor=30d",
+        "realtime/greeks/{key}",
+    ],
+)
+def test_an_unreachable_redis_is_a_503_not_a_500(api, live, settings, path):
+    key = next(iter(live["underlyings"]["NIFTY"]["expiries"].values()))["options"]
+    path = path.format(key=next(iter(key)))
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = api.get("/api/v2/signals/" + path)
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "redis_unavailable"
+    assert response["Retry-After"] == "5"
