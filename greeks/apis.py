@@ -12,7 +12,7 @@ from greeks import calculator, selectors
 from greeks.services import chain_compute
 from signalsvc.api.errors import ApiError
 from signalsvc.core.keys import OPTIONS, parse_key
-from signalsvc.instruments.selectors import instrument_get, instrument_products
+from signalsvc.instruments.selectors import instrument_ref
 
 MONEYNESS_HINT = (
     "greeks are per option; for an underlying use /api/v2/signals/realtime/moneyness/{underlying}/greeks/{level} "
@@ -22,17 +22,13 @@ MONEYNESS_HINT = (
 
 def option_key(key: str) -> str:
     """The canonical key of an option (InvalidKey: 400; UnknownInstrument: 404; another product:
-    400 pointing to the moneyness endpoints). Registered keys are resolved from the in-process
-    registry cache, so a realtime read makes no database query."""
-    canonical = str(parse_key(key))
-    product = instrument_products(keys={canonical}).get(canonical)
-    if product is None:
-        product = instrument_get(key=key).product  # may ask the instrument service; 404 otherwise
-    if product != OPTIONS:
+    400 pointing to the moneyness endpoints), from the registry's in-process cache."""
+    instrument = instrument_ref(key)
+    if instrument.product != OPTIONS:
         raise ApiError(
             status_code=400, code="not_an_option", message=f"{key} is not an option key; {MONEYNESS_HINT}"
         )
-    return canonical
+    return instrument.key
 
 
 def realtime_payload(key: str) -> bytes:

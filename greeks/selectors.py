@@ -4,7 +4,7 @@ import json
 
 from greeks.services import LATEST_PREFIX, redis_client
 from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
-from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, instrument_products
+from signalsvc.instruments.selectors import UnknownInstrument, instrument_products, instrument_ref
 from signalsvc.redis_clients import redis_client as shared_redis_client
 
 NO_DATA_HINT = "they are computed every minute from live ticks"
@@ -39,7 +39,7 @@ def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str,
     for key, text in canonical.items():
         if text not in products:
             try:
-                products[text] = instrument_get(key=key).product
+                products[text] = instrument_ref(key).product
             except UnknownInstrument as exc:
                 errors[key] = {"code": "unknown_instrument", "message": str(exc)}
     options = []

@@ -31,8 +31,7 @@ from moneyness.models import GROUP_FIELDS, GROUPS
 from moneyness.services import FRONT_FIELD, LATEST_FIELD, chain_key, level_json
 from signalsvc.core.calendar import Session
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, build_key, parse_key
-from signalsvc.instruments.models import Instrument
-from signalsvc.instruments.selectors import UnknownInstrument, instrument_ids
+from signalsvc.instruments.selectors import instrument_ref
 from signalsvc.redis_clients import redis_client
 from timeframes.core.grammar import Timeframe
 from timeframes.selectors import bucketed_series, front_expiries, market_calendar
@@ -78,14 +77,8 @@ def underlying_get(text: str) -> Underlying:
         raise NotAnUnderlying(
             f"{text} is not an underlying: give a symbol (NIFTY) or an index/spot key (NSE@NIFTY@equity_spot)"
         )
-    key = str(parsed)
-    found = instrument_ids(keys={key}).get(key)
-    if found is None:
-        row = Instrument.objects.filter(key=key).values_list("id", flat=True).first()
-        if row is None:
-            raise UnknownInstrument(key)
-        found = row
-    return Underlying(found, key, parsed.symbol)
+    ref = instrument_ref(str(parsed))
+    return Underlying(ref.id, ref.key, parsed.symbol)
 
 
 def _client():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -25,9 +24,9 @@ from rest_framework.views import APIView
 from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
-from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
+from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey
 from signalsvc.instruments.models import Instrument
-from signalsvc.instruments.selectors import UnknownInstrument, instrument_get, instrument_ids
+from signalsvc.instruments.selectors import InstrumentRef, UnknownInstrument, instrument_ref
 from signalsvc.marketdata.selectors import bars_range
 from timeframes import cache, indicator_selectors, selectors
 from timeframes.core import indicators
@@ -50,25 +49,6 @@ RANGE_PARAMS = [
 
 
 # -- input ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstrumentRef:
-    id: int
-    key: str  # canonical
-    product: str
-
-
-def instrument_ref(key: str) -> InstrumentRef:
-    """The registry entry of ``key``: InvalidKey (400) when malformed, UnknownInstrument (404) when
-    unknown. Known keys are resolved from the in-process key -> id map (ids never change)."""
-    parsed = parse_key(key)
-    canonical = str(parsed)
-    found = instrument_ids(keys={canonical}).get(canonical)
-    if found is not None:
-        return InstrumentRef(found, canonical, parsed.product)
-    instrument = instrument_get(key=key)  # may ask the instrument service; 404 otherwise
-    return InstrumentRef(instrument.id, instrument.key, instrument.product)
 
 
 # The market calendar covers these years; a time outside them cannot hold a bar.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from dataclasses import dataclass
 
 from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
@@ -80,6 +81,25 @@ def instrument_products(*, keys: set[str]) -> dict[str, str]:
     return {k: ref[1] for k, ref in _instrument_refs(keys).items()}
 
 
+@dataclass(frozen=True)
+class InstrumentRef:
+    id: int
+    key: str  # canonical
+    product: str
+
+
+def instrument_ref(key: str) -> InstrumentRef:
+    """The registry entry of ``key``: InvalidKey (400) when malformed, UnknownInstrument (404) when
+    unknown. Known keys come from the in-process cache (a key's id and product never change), so a
+    hot path makes no query; an unknown one may be asked of the instrument service."""
+    canonical = str(parse_key(key))
+    found = _instrument_refs({canonical}).get(canonical)
+    if found is not None:
+        return InstrumentRef(found[0], canonical, found[1])
+    instrument = instrument_get(key=key)
+    return InstrumentRef(instrument.id, instrument.key, instrument.product)
+
+
 def instrument_ids_clear_cache() -> None:
     with _refs_lock:
         _refs.clear()
@@ -91,5 +111,6 @@ __all__ = [
     "instrument_get",
     "instrument_ids",
     "instrument_products",
+    "instrument_ref",
     "option_expiries",
 ]
