@@ -572,6 +572,23 @@ def front_expiries(
     return out
 
 
+# The session spans and expiries of ``front_expiries`` as a CTE ``f(fo, fc, fx)``: a per-minute
+# table joined to it reads only the rows of each session's front expiry (index ranges).
+FRONTS_CTE = (
+    "WITH f(fo, fc, fx) AS (SELECT * FROM unnest(%(f_opens)s::timestamptz[], %(f_closes)s::timestamptz[], "
+    "%(f_expiries)s::date[]))"
+)
+
+
+def fronts_params(fronts: Sequence[tuple[Session, dt.date]]) -> dict:
+    """The parameters of ``FRONTS_CTE``."""
+    return {
+        "f_opens": [s.open for s, _ in fronts],
+        "f_closes": [s.close for s, _ in fronts],
+        "f_expiries": [x for _, x in fronts],
+    }
+
+
 def atm_series_at(
     *,
     underlying_id: int,
@@ -602,22 +619,13 @@ def atm_series_at(
         for f in ATM_SIDE_FIELDS
     )
     sides = ", ".join(f"a.{side}_{f}" for side in ("call", "put") for f in ATM_SIDE_FIELDS)
-    # Only the rows of each session's front expiry are read (index ranges of the primary key).
     minute_sql = f"""
-        WITH f(fo, fc, fx) AS (
-            SELECT * FROM unnest(%(f_opens)s::timestamptz[], %(f_closes)s::timestamptz[], %(f_expiries)s::date[])
-        )
+        {FRONTS_CTE}
         SELECT a.ts, a.expiry, a.atm_strike, a.forward, a.model, a.underlying_price, a.iv AS atm_iv,
                a.call_instrument_id, a.put_instrument_id, {means}, {sides}
         FROM f JOIN signal_atm_iv a
           ON a.underlying_id = %(uid)s AND a.expiry = f.fx AND a.ts >= f.fo AND a.ts < f.fc
     """
-    params = {
-        "uid": underlying_id,
-        "f_opens": [s.open for s, _ in fronts],
-        "f_closes": [s.close for s, _ in fronts],
-        "f_expiries": [x for _, x in fronts],
-    }
     return bucketed_series(
         minute_sql=minute_sql,
         value_columns=atm_value_columns(),
@@ -626,7 +634,7 @@ def atm_series_at(
         timeframe=timeframe,
         agg=agg,
         sessions=[s for s, _ in fronts],
-        params=params,
+        params={"uid": underlying_id, **fronts_params(fronts)},
         start=start,
         end=end,
     )
