@@ -24,6 +24,7 @@ from django.db import transaction
 from greeks import engine
 from greeks.engine.chain import option_price_used, parity_forward, year_fraction
 from signalsvc.core.keys import FUTURES, OPTIONS, SPOT, parse_key
+from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.db.copy import copy_upsert
 from signalsvc.db.partitions import partitions_ensure
 from signalsvc.instruments.models import Instrument
@@ -120,12 +121,6 @@ def redis_client() -> redis.Redis:
 
 def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _nullable(values: np.ndarray) -> list:
-    """Floats as a list, with None (SQL NULL, JSON null) where a value is NaN or infinite."""
-    values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values), values, None).tolist()
 
 
 def chain_compute(*, underlying_key: str, client: redis.Redis | None = None) -> ChainResult:
@@ -279,9 +274,9 @@ def _rows(chain: PricedChain) -> list[tuple]:
         chain.ids.tolist(), [chain.minute] * n, [chain.underlying_id] * n, chain.expiries,
         chain.strikes.tolist(), np.where(chain.is_call, "call", "put").tolist(), [chain.model] * n,
         chain.source_ts, [chain.spot] * n, chain.forward.tolist(), chain.forward_source.tolist(),
-        _nullable(chain.price), np.where(chain.used_mid, "mid", "ltp").tolist(), chain.t.tolist(),
-        _nullable(chain.iv), chain.reason.astype(int).tolist(),
-        *(_nullable(chain.values[name]) for name in GREEK_NAMES), [chain.computed_at] * n,
+        finite_or_none_list(chain.price), np.where(chain.used_mid, "mid", "ltp").tolist(), chain.t.tolist(),
+        finite_or_none_list(chain.iv), chain.reason.astype(int).tolist(),
+        *(finite_or_none_list(chain.values[name]) for name in GREEK_NAMES), [chain.computed_at] * n,
     ]  # fmt: skip
     return list(zip(*columns, strict=True))
 
@@ -305,8 +300,8 @@ def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> None:
     minute = chain.minute.isoformat()
     computed_at = chain.computed_at.isoformat()
     option_type = np.where(chain.is_call, "call", "put").tolist()
-    price, iv = _nullable(chain.price), _nullable(chain.iv)
-    greeks = {name: _nullable(chain.values[name]) for name in GREEK_NAMES}
+    price, iv = finite_or_none_list(chain.price), finite_or_none_list(chain.iv)
+    greeks = {name: finite_or_none_list(chain.values[name]) for name in GREEK_NAMES}
     pipe = client.pipeline(transaction=False)
     for i, key in enumerate(chain.keys):
         payload = {

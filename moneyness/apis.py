@@ -100,16 +100,6 @@ def expiry_from(query) -> dt.date | None:
     return date_from("expiry_date", query.get("expiry_date"))
 
 
-def bool_from(name: str, value: str | None) -> bool:
-    if value in (None, "", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ApiError(
-        status_code=400, code="invalid_parameter", message=f"{name}={value!r}: expected true or false"
-    )
-
-
 def delta_from(value: str | None) -> float:
     message = (
         "delta must be a number strictly between 0 and 0.5 (|delta| of the OTM option, e.g. 0.05 or 0.25)"
@@ -297,16 +287,12 @@ def _series_base(ref: selectors.Underlying, start, end, timeframe, agg) -> dict:
 
 
 def _bucket_point(row: dict, values: tuple[str, ...], meta: tuple[str, ...]) -> dict:
-    def plain(v):
-        return v.isoformat() if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else (
-            iso(v) if isinstance(v, dt.datetime) else v
-        )  # fmt: skip
-
+    """One bucket as the original design's series item (dates and times are rendered by orjson)."""
     return {
         "timestamp": iso(row["bucket_start"]),
         "value": {name: row[name] for name in values},
         "metadata": {"bucket_end": iso(row["bucket_end"]), "observations": row["observations"]}
-        | {name: plain(row[name]) for name in meta},
+        | {name: row[name] for name in meta},
     }
 
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from cachetools import TTLCache
 from django.conf import settings
 from django.db import connection
 
@@ -26,15 +27,16 @@ from moneyness.core import summary
 from moneyness.core.analytics import atm_iv, level_greeks, otm_by_delta
 from moneyness.core.smile import SviParams
 from moneyness.core.snapshot import ChainSnapshot
-from moneyness.core.term import constant_maturity_iv
+from moneyness.core.term import constant_maturity_iv, years_from_days
 from moneyness.models import GROUP_FIELDS, GROUPS
 from moneyness.services import FRONT_FIELD, LATEST_FIELD, chain_key, level_json
 from signalsvc.core.calendar import Session
-from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, build_key, parse_key
+from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, format_strike, parse_key
+from signalsvc.core.numbers import finite_or_none, finite_or_none_list
 from signalsvc.instruments.selectors import instrument_ref
 from signalsvc.redis_clients import redis_client
 from timeframes.core.grammar import Timeframe
-from timeframes.selectors import bucketed_series, front_expiries, market_calendar
+from timeframes.selectors import FRONTS_CTE, bucketed_series, front_expiries, fronts_params, market_calendar
 
 DEFAULT_EXCHANGE = "NSE"
 
@@ -159,20 +161,6 @@ def _fronts(underlying: Underlying, start: dt.datetime, end: dt.datetime, expiry
     return front_expiries(underlying_id=underlying.id, sessions=sessions, pinned=expiry)
 
 
-def _front_params(fronts: Sequence[tuple[Session, dt.date]]) -> dict:
-    return {
-        "f_opens": [s.open for s, _ in fronts],
-        "f_closes": [s.close for s, _ in fronts],
-        "f_expiries": [x for _, x in fronts],
-    }
-
-
-_FRONTS_CTE = (
-    "WITH f(fo, fc, fx) AS (SELECT * FROM unnest(%(f_opens)s::timestamptz[], %(f_closes)s::timestamptz[], "
-    "%(f_expiries)s::date[]))"
-)
-
-
 def level_series_at(
     *,
     underlying: Underlying,
@@ -189,7 +177,7 @@ def level_series_at(
     if not fronts:
         return []
     minute_sql = f"""
-        {_FRONTS_CTE}
+        {FRONTS_CTE}
         SELECT m.ts, {", ".join(f"m.{c}" for c in (*LEVEL_VALUE_COLUMNS, *LEVEL_COUNT_COLUMNS, *LEVEL_META))}
         FROM f JOIN signal_moneyness_greeks m
           ON m.underlying_id = %(uid)s AND m.level = %(level)s AND m.expiry = f.fx AND m.ts >= f.fo AND m.ts < f.fc
@@ -202,7 +190,7 @@ def level_series_at(
         timeframe=timeframe,
         agg=agg,
         sessions=[s for s, _ in fronts],
-        params={"uid": underlying.id, "level": level, **_front_params(fronts)},
+        params={"uid": underlying.id, "level": level, **fronts_params(fronts)},
         start=start,
         end=end,
     )
@@ -222,7 +210,7 @@ def atm_iv_series_at(
     if not fronts:
         return []
     minute_sql = f"""
-        {_FRONTS_CTE}
+        {FRONTS_CTE}
         SELECT a.ts, {", ".join(f"a.{c}" for c in (*ATM_IV_VALUES, *ATM_IV_META))}
         FROM f JOIN signal_atm_iv a
           ON a.underlying_id = %(uid)s AND a.expiry = f.fx AND a.ts >= f.fo AND a.ts < f.fc
@@ -235,7 +223,7 @@ def atm_iv_series_at(
         timeframe=timeframe,
         agg=agg,
         sessions=[s for s, _ in fronts],
-        params={"uid": underlying.id, **_front_params(fronts)},
+        params={"uid": underlying.id, **fronts_params(fronts)},
         start=start,
         end=end,
     )
@@ -292,19 +280,18 @@ def series_statistics(values: Sequence[float | None]) -> dict:
 
 # -- summary inputs from the database (cached per process for a minute) ---------------------------------
 
-_cache: dict[tuple, tuple[float, object]] = {}
-CACHE_SECONDS = 30.0
+# The summary's database reads change at most once a minute: cached briefly in each process.
+_cache: TTLCache = TTLCache(maxsize=1024, ttl=30.0)
+_cache_lock = threading.Lock()
 
 
 def _cached(key: tuple, compute):
-    now = time.monotonic()
-    hit = _cache.get(key)
-    if hit is not None and now - hit[0] <= CACHE_SECONDS:
-        return hit[1]
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
     value = compute()
-    if len(_cache) > 1024:
-        _cache.clear()
-    _cache[key] = (now, value)
+    with _cache_lock:
+        _cache[key] = value
     return value
 
 
@@ -361,13 +348,15 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
 
 
-def option_key(underlying: Underlying, snap: ChainSnapshot, index: int) -> str:
-
+def option_keys(underlying: Underlying, snap: ChainSnapshot, indices) -> list[str]:
+    """The registry keys of the snapshot's options at ``indices`` (the canonical spelling of
+    ``build_key``, composed without parsing each one back: they come from listed instruments)."""
     exchange = underlying.key.split("@", 1)[0]
-    option_type = "call" if snap.is_call[index] else "put"
-    return build_key(
-        exchange, underlying.symbol, OPTIONS, snap.expiry, option_type, float(snap.strikes[index])
-    )
+    prefix = f"{exchange}@{underlying.symbol}@{OPTIONS}@{snap.expiry.isoformat()}@"
+    return [
+        f"{prefix}{'call' if snap.is_call[i] else 'put'}@{format_strike(float(snap.strikes[i]))}"
+        for i in indices
+    ]
 
 
 def _head(underlying: Underlying, snap: ChainSnapshot) -> dict:
@@ -378,20 +367,15 @@ def _head(underlying: Underlying, snap: ChainSnapshot) -> dict:
         "expiry": snap.expiry.isoformat(),
         "timestamp": _iso(snap.source_ts),
         "minute": _iso(snap.minute),
-        "forward": _finite(snap.forward),
+        "forward": finite_or_none(snap.forward),
         "forward_source": snap.forward_source,
         "time_to_expiry": snap.t,
     }
 
 
-def _finite(value) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
-
-
 def level_greeks_realtime(
     *, underlying: Underlying, level, expiry: dt.date | None, include_instruments: bool = False
 ) -> dict:
-
     snap = snapshot_get(underlying, expiry)
     result = level_greeks(level, snap.strikes, snap.is_call, snap.forward, snap.greeks())
     if level.kind == "steps" and result.members.size == 0:
@@ -401,21 +385,21 @@ def level_greeks_realtime(
         )
     payload = _head(underlying, snap) | {"moneyness_level": level.name} | level_json(result)
     if include_instruments:
+        members = result.members
+        columns = zip(
+            option_keys(underlying, snap, members), snap.strikes[members].tolist(),
+            np.where(snap.is_call[members], "call", "put").tolist(),
+            finite_or_none_list(snap.columns["iv"][members]), finite_or_none_list(snap.columns["delta"][members]),
+            strict=True,
+        )  # fmt: skip
         payload["instruments"] = [
-            {
-                "instrument_key": option_key(underlying, snap, int(i)),
-                "strike": float(snap.strikes[i]),
-                "option_type": "call" if snap.is_call[i] else "put",
-                "iv": _finite(snap.columns["iv"][i]),
-                "delta": _finite(snap.columns["delta"][i]),
-            }
-            for i in result.members
+            {"instrument_key": key, "strike": strike, "option_type": kind, "iv": iv, "delta": delta}
+            for key, strike, kind, iv, delta in columns
         ]
     return payload
 
 
 def atm_iv_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
-
     snap = snapshot_get(underlying, expiry)
     iv = snap.columns["iv"]
     atm = atm_iv(snap.strikes, snap.is_call, snap.forward, snap.t, iv)
@@ -424,15 +408,18 @@ def atm_iv_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
         "underlying": head.pop("underlying"),
         "moneyness": "ATM",
         "expiry": head.pop("expiry"),
-        "iv": _finite(atm.iv),
-        "call_iv": _finite(atm.call_iv),
-        "put_iv": _finite(atm.put_iv),
-        "iv_skew": _finite(atm.skew),
+        "iv": finite_or_none(atm.iv),
+        "call_iv": finite_or_none(atm.call_iv),
+        "put_iv": finite_or_none(atm.put_iv),
+        "iv_skew": finite_or_none(atm.skew),
         "forward": head.pop("forward"),
-        "atm_strike": _finite(atm.atm_strike),
+        "atm_strike": finite_or_none(atm.atm_strike),
         "timestamp": head.pop("timestamp"),
         "option_count": int(np.isfinite(iv).sum()),
-        "bracket": {"lower_strike": _finite(atm.lower_strike), "upper_strike": _finite(atm.upper_strike)},
+        "bracket": {
+            "lower_strike": finite_or_none(atm.lower_strike),
+            "upper_strike": finite_or_none(atm.upper_strike),
+        },
         **head,
     }
 
@@ -444,7 +431,9 @@ def atm_iv_tenor_realtime(*, underlying: Underlying, tenor_days: int) -> dict:
     expiries = latest["expiries"]
     ivs = [e["atm_iv"]["iv"] for e in expiries]
     ts = [e["time_to_expiry"] for e in expiries]
-    cm = constant_maturity_iv(ts, [np.nan if v is None else v for v in ivs], target_t=tenor_days / 365.0)
+    cm = constant_maturity_iv(
+        ts, [np.nan if v is None else v for v in ivs], target_t=years_from_days(tenor_days)
+    )
 
     def bracket(i):
         if i is None:
@@ -457,12 +446,12 @@ def atm_iv_tenor_realtime(*, underlying: Underlying, tenor_days: int) -> dict:
         "moneyness": "ATM",
         "tenor": f"{tenor_days}d",
         "tenor_days": tenor_days,
-        "iv": _finite(cm.iv),
+        "iv": finite_or_none(cm.iv),
         "status": cm.status,
         "method": "linear in total variance between the two expiries bracketing the tenor; never extrapolated",
         "lower": bracket(cm.lower_index),
         "upper": bracket(cm.upper_index),
-        "weight_upper": _finite(cm.weight),
+        "weight_upper": finite_or_none(cm.weight),
         "spot_price": latest["spot_price"],
         "timestamp": latest["timestamp"],
         "minute": latest["minute"],
@@ -471,19 +460,18 @@ def atm_iv_tenor_realtime(*, underlying: Underlying, tenor_days: int) -> dict:
 
 def _option_json(underlying: Underlying, snap: ChainSnapshot, i: int) -> dict:
     return {
-        "instrument_key": option_key(underlying, snap, i),
+        "instrument_key": option_keys(underlying, snap, [i])[0],
         "strike": float(snap.strikes[i]),
-        "option_price": _finite(snap.columns["option_price"][i]),
+        "option_price": finite_or_none(snap.columns["option_price"][i]),
         "greeks": {
-            name: _finite(snap.columns[name][i])
+            name: finite_or_none(snap.columns[name][i])
             for name in ("delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm", "iv")
         },
-        "iv": _finite(snap.columns["iv"][i]),
+        "iv": finite_or_none(snap.columns["iv"][i]),
     }
 
 
 def otm_delta_realtime(*, underlying: Underlying, delta: float, call: bool, expiry: dt.date | None) -> dict:
-
     snap = snapshot_get(underlying, expiry)
     cols = snap.columns
     pick = otm_by_delta(delta, call, snap.strikes, snap.is_call, snap.forward, cols["delta"], cols["iv"])
@@ -522,18 +510,14 @@ def smile_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
         with np.errstate(invalid="ignore"):
             fitted = SviParams(**fit["params"]).implied_vol(k, snap.t)
     cols = snap.columns
-    points = [
-        {
-            "strike": float(strikes[i]),
-            "option_type": "call" if is_call[i] else "put",
-            "log_moneyness": float(kk),
-            "iv": _finite(cols["iv"][i]),
-            "delta": _finite(cols["delta"][i]),
-            "fitted_iv": _finite(fv),
-            "instrument_key": option_key(underlying, snap, int(i)),
-        }
-        for i, kk, fv in zip(index, k, fitted, strict=True)
-    ]
+    columns = zip(
+        strikes[index].tolist(), np.where(is_call[index], "call", "put").tolist(), k.tolist(),
+        finite_or_none_list(cols["iv"][index]), finite_or_none_list(cols["delta"][index]),
+        finite_or_none_list(fitted), option_keys(underlying, snap, index),
+        strict=True,
+    )  # fmt: skip
+    names = ("strike", "option_type", "log_moneyness", "iv", "delta", "fitted_iv", "instrument_key")
+    points = [dict(zip(names, row, strict=True)) for row in columns]
     return _head(underlying, snap) | {
         "atm_iv": record["atm_iv"] if record else None,
         "fit": fit,
@@ -542,7 +526,6 @@ def smile_realtime(*, underlying: Underlying, expiry: dt.date | None) -> dict:
 
 
 def summary_realtime(*, underlying: Underlying, expiry: dt.date | None, lookback_days: int = 365) -> dict:
-
     snap, latest = snapshot_and_latest_get(underlying, expiry)
     cols = snap.columns
     volume, session = session_volumes(instrument_ids=cols["instrument_id"], at=snap.source_ts)
@@ -582,5 +565,4 @@ def summary_realtime(*, underlying: Underlying, expiry: dt.date | None, lookback
 
 
 def summary_json(value) -> dict:
-
-    return {k: (_finite(v) if isinstance(v, float) else v) for k, v in asdict(value).items()}
+    return {k: (finite_or_none(v) if isinstance(v, float) else v) for k, v in asdict(value).items()}

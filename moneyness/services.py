@@ -36,10 +36,12 @@ from moneyness.core.analytics import AtmIv, GreeksStats, LevelGreeks, atm_iv, le
 from moneyness.core.levels import Level, parse_level
 from moneyness.core.smile import SviFit, fit_svi
 from moneyness.core.snapshot import ChainSnapshot
-from moneyness.core.term import ConstantMaturity, constant_maturity_iv
+from moneyness.core.term import ConstantMaturity, constant_maturity_iv, years_from_days
 from moneyness.models import ATM_SIDE_FIELDS, GROUP_FIELDS, GROUPS
+from signalsvc.core.numbers import finite_or_none
 from signalsvc.db.copy import Upsert, copy_upsert_many
 from signalsvc.db.partitions import partitions_ensure
+from timeframes.core.buckets import aware_to_us
 
 if TYPE_CHECKING:
     from greeks.services import PricedChain
@@ -50,7 +52,6 @@ CM_TABLE = "signal_atm_iv_cm"
 CHAIN_KEY_PREFIX = "mny:chain:"  # hash per underlying: <expiry ISO> / "front" -> snapshot, "latest" -> JSON
 FRONT_FIELD = "front"
 LATEST_FIELD = "latest"
-SOURCE_FIELD = "source_us"
 UPDATES_CHANNEL_PREFIX = "signal:moneyness:"
 LATEST_TTL_SECONDS = 7 * 86400
 SNAPSHOT_COLUMNS = ("iv", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm")
@@ -194,7 +195,7 @@ def moneyness_derive(*, chain: PricedChain) -> MoneynessAnalytics:
     expiries = [expiry_analytics(s, levels) for s in chain_snapshots(chain=chain)]
     tenor = settings.MONEYNESS_CM_TENOR_DAYS
     cm = constant_maturity_iv(
-        [e.snapshot.t for e in expiries], [e.atm.iv for e in expiries], target_t=tenor / 365.0
+        [e.snapshot.t for e in expiries], [e.atm.iv for e in expiries], target_t=years_from_days(tenor)
     )
     return MoneynessAnalytics(
         underlying_key=chain.underlying_key,
@@ -210,11 +211,6 @@ def moneyness_derive(*, chain: PricedChain) -> MoneynessAnalytics:
 
 
 # -- 2. store -----------------------------------------------------------------------------------------
-
-
-def _finite(value: float | None) -> float | None:
-    """A float for SQL/JSON: None (NULL, null) where there is no finite value."""
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 GREEKS_COLUMNS = [
@@ -237,7 +233,7 @@ CM_COLUMNS = [
 
 
 def _stats_row(stats: GreeksStats) -> list:
-    return [*(_finite(getattr(stats, f)) for f in GROUP_FIELDS), stats.count]
+    return [*(finite_or_none(getattr(stats, f)) for f in GROUP_FIELDS), stats.count]
 
 
 def _level_row(a: MoneynessAnalytics, e: ExpiryAnalytics, lv: LevelGreeks) -> tuple:
@@ -245,9 +241,9 @@ def _level_row(a: MoneynessAnalytics, e: ExpiryAnalytics, lv: LevelGreeks) -> tu
     picks = [interp.get(side) for side in ("call", "put")]
     snap = e.snapshot
     return (
-        a.underlying_id, snap.expiry, lv.level, a.minute, a.source_ts, a.spot, _finite(snap.forward), snap.t,
+        a.underlying_id, snap.expiry, lv.level, a.minute, a.source_ts, a.spot, finite_or_none(snap.forward), snap.t,
         *(v for g in GROUPS for v in _stats_row(lv.groups[g])),
-        _finite(lv.strike_min), _finite(lv.strike_max), lv.strike_count,
+        finite_or_none(lv.strike_min), finite_or_none(lv.strike_max), lv.strike_count,
         *(v for p in picks for v in ((p.interpolated_strike, p.interpolated_iv) if p else (None, None))),
         a.computed_at,
     )  # fmt: skip
@@ -257,7 +253,10 @@ def _side(e: ExpiryAnalytics, index: int | None) -> list:
     columns = e.snapshot.columns
     if index is None:
         return [None] * (1 + len(ATM_SIDE_FIELDS))
-    return [int(columns["instrument_id"][index]), *(_finite(columns[f][index]) for f in ATM_SIDE_FIELDS)]
+    return [
+        int(columns["instrument_id"][index]),
+        *(finite_or_none(columns[f][index]) for f in ATM_SIDE_FIELDS),
+    ]
 
 
 def _atm_row(a: MoneynessAnalytics, e: ExpiryAnalytics) -> tuple:
@@ -266,11 +265,11 @@ def _atm_row(a: MoneynessAnalytics, e: ExpiryAnalytics) -> tuple:
     p = fit.params
     svi = [p.a, p.b, p.rho, p.m, p.sigma] if p is not None else [None] * 5
     return (
-        a.underlying_id, snap.expiry, a.minute, a.source_ts, snap.model, a.spot, _finite(snap.forward),
-        snap.forward_source, snap.t, _finite(atm.atm_strike), _finite(atm.iv), _finite(atm.call_iv),
-        _finite(atm.put_iv), _finite(atm.skew), _finite(atm.lower_strike), _finite(atm.upper_strike),
+        a.underlying_id, snap.expiry, a.minute, a.source_ts, snap.model, a.spot, finite_or_none(snap.forward),
+        snap.forward_source, snap.t, finite_or_none(atm.atm_strike), finite_or_none(atm.iv), finite_or_none(atm.call_iv),
+        finite_or_none(atm.put_iv), finite_or_none(atm.skew), finite_or_none(atm.lower_strike), finite_or_none(atm.upper_strike),
         e.option_count, call[0], put[0], *call[1:], *put[1:],
-        *svi, _finite(fit.rmse_vol), fit.points, fit.status, a.computed_at,
+        *svi, finite_or_none(fit.rmse_vol), fit.points, fit.status, a.computed_at,
     )  # fmt: skip
 
 
@@ -282,10 +281,10 @@ def _cm_row(a: MoneynessAnalytics) -> tuple:
     cm = a.constant_maturity
     lower, upper = _expiry_at(a, cm.lower_index), _expiry_at(a, cm.upper_index)
     return (
-        a.underlying_id, a.tenor_days, a.minute, a.source_ts, _finite(cm.iv), cm.status,
+        a.underlying_id, a.tenor_days, a.minute, a.source_ts, finite_or_none(cm.iv), cm.status,
         lower.snapshot.expiry if lower else None, upper.snapshot.expiry if upper else None,
-        _finite(lower.atm.iv) if lower else None, _finite(upper.atm.iv) if upper else None,
-        _finite(cm.weight), a.computed_at,
+        finite_or_none(lower.atm.iv) if lower else None, finite_or_none(upper.atm.iv) if upper else None,
+        finite_or_none(cm.weight), a.computed_at,
     )  # fmt: skip
 
 
@@ -295,7 +294,7 @@ def _upsert(table: str, columns: list[str], key: list[str], rows: list[tuple]) -
         columns=columns,
         rows=rows,
         conflict=key,
-        update_sql=", ".join(f"{c} = excluded.{c}" for c in columns if c not in set(key)),
+        update_sql=", ".join(f"{c} = excluded.{c}" for c in columns if c not in key),
         where_sql="excluded.source_ts >= t.source_ts",
     )
 
@@ -330,13 +329,17 @@ def moneyness_rows_store(*, analytics: MoneynessAnalytics) -> None:
 
 
 def stats_json(stats: GreeksStats) -> dict:
-    return {f: _finite(getattr(stats, f)) for f in GROUP_FIELDS} | {"count": stats.count}
+    return {f: finite_or_none(getattr(stats, f)) for f in GROUP_FIELDS} | {"count": stats.count}
 
 
 def level_json(lv: LevelGreeks) -> dict:
     out = {
         "aggregated_greeks": {g: stats_json(lv.groups[g]) for g in GROUPS},
-        "strikes": {"min": _finite(lv.strike_min), "max": _finite(lv.strike_max), "count": lv.strike_count},
+        "strikes": {
+            "min": finite_or_none(lv.strike_min),
+            "max": finite_or_none(lv.strike_max),
+            "count": lv.strike_count,
+        },
     }
     if lv.interpolated is not None:
         out["interpolated"] = {
@@ -349,13 +352,16 @@ def level_json(lv: LevelGreeks) -> dict:
 def atm_json(e: ExpiryAnalytics) -> dict:
     atm = e.atm
     return {
-        "iv": _finite(atm.iv),
-        "call_iv": _finite(atm.call_iv),
-        "put_iv": _finite(atm.put_iv),
-        "iv_skew": _finite(atm.skew),
-        "forward": _finite(atm.forward),
-        "atm_strike": _finite(atm.atm_strike),
-        "bracket": {"lower_strike": _finite(atm.lower_strike), "upper_strike": _finite(atm.upper_strike)},
+        "iv": finite_or_none(atm.iv),
+        "call_iv": finite_or_none(atm.call_iv),
+        "put_iv": finite_or_none(atm.put_iv),
+        "iv_skew": finite_or_none(atm.skew),
+        "forward": finite_or_none(atm.forward),
+        "atm_strike": finite_or_none(atm.atm_strike),
+        "bracket": {
+            "lower_strike": finite_or_none(atm.lower_strike),
+            "upper_strike": finite_or_none(atm.upper_strike),
+        },
         "option_count": e.option_count,
     }
 
@@ -365,8 +371,8 @@ def smile_json(fit: SviFit) -> dict:
         "model": "svi_raw",
         "status": fit.status,
         "params": fit.params.as_dict() if fit.params is not None else None,
-        "rmse_vol": _finite(fit.rmse_vol),
-        "max_abs_error_vol": _finite(fit.max_abs_error_vol),
+        "rmse_vol": finite_or_none(fit.rmse_vol),
+        "max_abs_error_vol": finite_or_none(fit.max_abs_error_vol),
         "points": fit.points,
         "butterfly_arbitrage_free": fit.butterfly_arbitrage_free,
     }
@@ -379,17 +385,17 @@ def constant_maturity_json(a: MoneynessAnalytics) -> dict:
     def bracket(e: ExpiryAnalytics | None) -> dict | None:
         if e is None:
             return None
-        return {"expiry": e.snapshot.expiry.isoformat(), "t": e.snapshot.t, "iv": _finite(e.atm.iv)}
+        return {"expiry": e.snapshot.expiry.isoformat(), "t": e.snapshot.t, "iv": finite_or_none(e.atm.iv)}
 
     return {
         "tenor": f"{a.tenor_days}d",
         "tenor_days": a.tenor_days,
-        "iv": _finite(cm.iv),
+        "iv": finite_or_none(cm.iv),
         "status": cm.status,
         "method": "linear in total variance between the expiries bracketing the tenor",
         "lower": bracket(lower),
         "upper": bracket(upper),
-        "weight_upper": _finite(cm.weight),
+        "weight_upper": finite_or_none(cm.weight),
     }
 
 
@@ -406,7 +412,7 @@ def latest_json(a: MoneynessAnalytics) -> dict:
             {
                 "expiry": e.snapshot.expiry.isoformat(),
                 "time_to_expiry": e.snapshot.t,
-                "forward": _finite(e.snapshot.forward),
+                "forward": finite_or_none(e.snapshot.forward),
                 "forward_source": e.snapshot.forward_source,
                 "atm_iv": atm_json(e),
                 "smile": smile_json(e.smile),
@@ -436,10 +442,6 @@ def chain_key(underlying_key: str) -> str:
     return CHAIN_KEY_PREFIX + underlying_key
 
 
-def epoch_us(value: dt.datetime) -> int:
-    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
-
-
 def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Redis) -> bool:
     """Store the latest snapshots and analytics of the underlying in one Redis hash, atomically and
     only when newer than what is there, and publish one update on ``signal:moneyness:<underlying>``.
@@ -456,7 +458,7 @@ def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Red
     written = client.register_script(_REPLACE_IF_NEWER)(
         keys=[chain_key(a.underlying_key)],
         args=[
-            epoch_us(a.source_ts),
+            aware_to_us(a.source_ts),
             LATEST_TTL_SECONDS,
             UPDATES_CHANNEL_PREFIX + a.underlying_key,
             payload,

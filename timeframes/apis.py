@@ -14,7 +14,6 @@ import datetime as dt
 from collections.abc import Mapping
 from functools import lru_cache
 
-import numpy as np
 import orjson
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -25,6 +24,7 @@ from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey
+from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import InstrumentRef, UnknownInstrument, instrument_ref
 from signalsvc.marketdata.selectors import bars_range
@@ -138,12 +138,6 @@ def date_from(name: str, value: str | None) -> dt.date | None:
 
 def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value is not None else None
-
-
-def json_values(array: np.ndarray) -> list:
-    """Floats for JSON: NaN and infinities become null."""
-    finite = np.isfinite(array)
-    return array.tolist() if finite.all() else np.where(finite, array, None).tolist()
 
 
 def json_response(payload: Mapping, *, series_items: bytes | None = None) -> HttpResponse:
@@ -435,7 +429,7 @@ def latest_payload(instrument: InstrumentRef, indicator: str, params: Mapping, t
         "params": series.params,
         "timeframe": timeframe.label,
         "timestamp": iso_utc(series.start)[0],
-        "value": {k: json_values(v)[0] for k, v in series.outputs.items()},
+        "value": {k: finite_or_none_list(v)[0] for k, v in series.outputs.items()},
         "metadata": {
             "bucket_end": iso_utc(series.end)[0],
             "bucket_closed": bucket_end <= dt.datetime.now(dt.UTC),

@@ -28,8 +28,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 DAYS_PER_YEAR = 365.0  # ACT/365, the convention of the expiries' ``t``
-DEFAULT_TARGET_DAYS = 30.0
-STATUSES = ("interpolated", "exact", "only_shorter_expiries", "only_longer_expiries", "no_data")
 _EXACT = 1e-12  # relative; an expiry's t and days/365 computed along different paths differ by ulps
 
 
