@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from greeks import calculator, selectors
 from greeks.services import chain_compute
+from signalsvc.api.batch import batch_items
 from signalsvc.api.errors import ApiError
 from signalsvc.core.keys import OPTIONS, parse_key
 from signalsvc.instruments.selectors import instrument_ref
@@ -68,16 +69,10 @@ class BatchGreeksApi(APIView):
         responses={200: dict},
     )
     def post(self, request):
-        keys = request.data.get("instrument_keys") if isinstance(request.data, dict) else None
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        keys = batch_items(request.data, item_shape="key", field="instrument_keys")
+        if not all(isinstance(k, str) for k in keys):
             raise ApiError(
                 status_code=400, code="invalid_input", message='body must be {"instrument_keys": [key, ...]}'
-            )
-        if len(keys) > settings.API_V2_BATCH_SIZE:
-            raise ApiError(
-                status_code=400,
-                code="batch_too_large",
-                message=f"at most {settings.API_V2_BATCH_SIZE} keys per batch",
             )
         results, errors = selectors.greeks_batch(keys=keys, not_an_option_hint=MONEYNESS_HINT)
         return Response(

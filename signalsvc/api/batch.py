@@ -11,18 +11,18 @@ from django.conf import settings
 from signalsvc.api.errors import ApiError
 
 
-def batch_items(body: object, *, item_shape: str) -> list:
-    """The ``items`` of a batch body, or a 400 naming the expected shape (``item_shape``)."""
-    items = body.get("items") if isinstance(body, dict) else None
+def batch_items(body: object, *, item_shape: str, field: str = "items") -> list:
+    """The list under ``field`` of a batch body, or a 400 naming the expected shape (``item_shape``)."""
+    items = body.get(field) if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise ApiError(
-            status_code=400, code="invalid_input", message=f'body must be {{"items": [{item_shape}, ...]}}'
+            status_code=400, code="invalid_input", message=f'body must be {{"{field}": [{item_shape}, ...]}}'
         )
     if len(items) > settings.API_V2_BATCH_SIZE:
         raise ApiError(
             status_code=400,
             code="batch_too_large",
-            message=f"at most {settings.API_V2_BATCH_SIZE} items per batch, got {len(items)}",
+            message=f"at most {settings.API_V2_BATCH_SIZE} {field} per batch, got {len(items)}",
         )
     return items
 
