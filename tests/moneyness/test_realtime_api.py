@@ -3,6 +3,8 @@ chain, and a clear error for every kind of bad input."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -81,10 +83,47 @@ def test_a_symbol_and_its_key_give_the_same_answer(api, live):
     assert by_symbol == by_key
 
 
-@pytest.mark.parametrize("level", ["OTM7", "ITM40delta", "OTM12.5delta", "DOTM", "ITM"])
-def test_levels_that_are_not_stored_are_computed_from_the_latest_chain(api, live, level):
-    body = api.get(BASE + "NIFTY/greeks/" + level).json()
-    assert body["aggregated_greeks"]["all"]["count"] >= 1
+def _members(api, level):
+    body = api.get(BASE + "NIFTY/greeks/" + level, {"include": "instruments"}).json()
+    return body, {m["option_type"]: m for m in body["instruments"]}
+
+
+def test_a_step_level_that_is_not_stored_is_computed_from_the_latest_chain(api, live):
+    atm = api.get(BASE + "NIFTY/atm-iv").json()["atm_strike"]
+    body, sides = _members(api, "OTM7")
+    assert (sides["put"]["strike"], sides["call"]["strike"]) == (atm - 7 * 50, atm + 7 * 50)  # NIFTY: 50
+    assert (body["strikes"]["min"], body["strikes"]["max"], body["strikes"]["count"]) == (
+        atm - 350,
+        atm + 350,
+        2,
+    )
+    assert body["aggregated_greeks"]["calls"]["delta"] == sides["call"]["delta"]
+
+
+@pytest.mark.parametrize(("level", "target"), [("ITM40delta", 0.60), ("OTM12.5delta", 0.125)])
+def test_a_delta_level_that_is_not_stored_picks_the_nearest_delta(api, live, level, target):
+    body, sides = _members(api, level)
+    assert set(sides) == {"call", "put"}
+    for side in sides.values():
+        assert abs(abs(side["delta"]) - target) < 0.05, side
+    itm = level.startswith("ITM")
+    assert (sides["call"]["strike"] < body["forward"]) == itm
+    assert (sides["put"]["strike"] > body["forward"]) == itm
+
+
+@pytest.mark.parametrize("band", ["DOTM", "ITM"])
+def test_a_band_holds_exactly_the_options_on_its_side_of_the_forward(api, live, band):
+    body = api.get(BASE + "NIFTY/greeks/" + band, {"include": "instruments"}).json()
+    forward = body["forward"]
+    members = body["instruments"]
+    assert len(members) > 2
+    for m in members:
+        k = math.log(m["strike"] / forward)
+        itm = k < 0 if m["option_type"] == "call" else k > 0
+        assert itm == (band == "ITM")
+        assert (abs(k) > 0.05) == band.startswith("D")
+    priced = sum(m["iv"] is not None for m in members)
+    assert body["aggregated_greeks"]["all"]["count"] == priced
 
 
 def test_a_later_expiry(api, live):
@@ -137,16 +176,30 @@ def test_smile(api, live):
     assert near and all(abs(p["iv"] - p["fitted_iv"]) < 0.003 for p in near)
 
 
-def test_summary(api, live):
-    body = api.get(BASE + "NIFTY/summary").json()
-    pcr = body["put_call_ratio"]
-    assert pcr["open_interest"]["ratio"] > 0 and pcr["volume"]["ratio"] > 0
-    assert body["max_pain"]["strike"] is not None
+def test_summary(api, live, redis_client):
+    # The demo market's date is fixed: a lookback of ten years keeps its minute in the history.
+    body = api.get(BASE + "NIFTY/summary", {"lookback_days": "3650"}).json()
+    # The open interest of the expiry's options, read from their latest ticks (not the snapshot).
+    oi = {"call": {}, "put": {}}
+    for name in redis_client.scan_iter(f"md:last:NSE@NIFTY@equity_options@{body['expiry']}@*"):
+        key = parse_key(name.removeprefix("md:last:"))
+        oi[key.option_type][float(key.strike)] = float(redis_client.hget(name, "oi"))
+    pcr = body["put_call_ratio"]["open_interest"]
+    assert pcr["ratio"] == pytest.approx(sum(oi["put"].values()) / sum(oi["call"].values()), rel=1e-12)
+    assert body["put_call_ratio"]["volume"]["ratio"] > 0
+    strikes = sorted(set(oi["call"]) | set(oi["put"]))
+
+    def payout(s):
+        return sum(q * max(s - k, 0) for k, q in oi["call"].items()) + sum(
+            q * max(k - s, 0) for k, q in oi["put"].items()
+        )
+
+    assert body["max_pain"]["strike"] == min(strikes, key=lambda s: (payout(s), s))
     distribution = body["moneyness_distribution"]
-    assert {"DITM", "ITM", "ATM", "OTM", "DOTM"} <= set(distribution)
+    assert list(distribution) == ["DITM", "ITM", "ATM", "OTM", "DOTM"]
+    assert sum(band["all"]["count"] for band in distribution.values()) == 2 * len(strikes)
     rank = body["iv_rank"]
-    assert rank["history"]["observations"] >= 1
-    assert rank["tenor"] == "30d"
+    assert (rank["tenor"], rank["history"]["observations"]) == ("30d", 1)  # one computed minute so far
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
