@@ -242,13 +242,15 @@ def _expiries(sessions) -> list[dt.date]:
 
 
 def _expiry_instant(expiry: dt.date) -> np.datetime64:
-    close = dt.datetime.combine(expiry, dt.time(15, 30), tzinfo=IST).astimezone(dt.UTC)
-    return np.datetime64(close.replace(tzinfo=None), "us")
+    from greeks.services import expiry_datetime
+
+    return np.datetime64(expiry_datetime(expiry).astimezone(dt.UTC).replace(tzinfo=None), "us")
 
 
 def _history_frame(sessions, expiries) -> dict[str, np.ndarray]:
     """Per (expiry, minute) columns of ``signal_atm_iv``, deterministic (seeded)."""
     from greeks import engine
+    from greeks.engine.chain import year_fraction
 
     minute = dt.timedelta(minutes=1)
     stamps = [s.open + i * minute for s in sessions for i in range(s.minutes)]
@@ -263,7 +265,7 @@ def _history_frame(sessions, expiries) -> dict[str, np.ndarray]:
         live = days <= np.datetime64(expiry)
         if not live.any():
             continue
-        t = (_expiry_instant(expiry) - ts[live]) / np.timedelta64(1, "s") / (365.0 * 86400.0)
+        t = year_fraction((_expiry_instant(expiry) - ts[live]) / np.timedelta64(1, "s"))
         s = spot[live]
         forward = s * np.exp(RATE * t)
         m = int(live.sum())
