@@ -9,9 +9,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from greeks import calculator, selectors
+from greeks.schemas import (
+    BatchGreeksRequestSerializer,
+    BatchGreeksSerializer,
+    CalculatorRequestSerializer,
+    CalculatorSerializer,
+    RealtimeGreeksSerializer,
+)
 from greeks.services import chain_compute
 from signalsvc.api.batch import batch_items
 from signalsvc.api.errors import ApiError
+from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, parse_key
 from signalsvc.instruments.selectors import instrument_ref
 
@@ -48,8 +56,23 @@ def realtime_payload(key: str) -> bytes:
 class RealtimeGreeksApi(APIView):
     @extend_schema(
         summary="Latest IV and Greeks of an option",
-        parameters=[OpenApiParameter("refresh", bool, description="recompute the chain now (on demand)")],
-        responses={200: dict},
+        parameters=[
+            OpenApiParameter("refresh", bool, description="recompute the chain now (on demand)"),
+            RETRY_AFTER,
+        ],
+        responses={
+            200: RealtimeGreeksSerializer,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_instrument_key; not_an_option (an underlying or future key: see the moneyness "
+                    "endpoints).",
+                    404: "unknown_instrument; no_data (not computed yet).",
+                },
+            ),
+        },
     )
     def get(self, request, key: str):
         if request.query_params.get("refresh") in ("1", "true", "yes"):
@@ -65,8 +88,18 @@ class BatchGreeksApi(APIView):
         summary="Latest IV and Greeks of many options",
         description='Body: {"instrument_keys": [...]} (at most API_V2_BATCH_SIZE). Per-key errors are reported '
         "in `errors` without failing the batch. One instrument query and one Redis read for the whole batch.",
-        request=dict,
-        responses={200: dict},
+        request=BatchGreeksRequestSerializer,
+        parameters=[RETRY_AFTER],
+        responses={
+            200: BatchGreeksSerializer,
+            **error_responses(
+                *BODY_ERRORS,
+                *COMMON_ERRORS,
+                notes={
+                    400: 'invalid_input (not {"instrument_keys": [key, ...]}), batch_too_large, malformed_request.'
+                },
+            ),
+        },
     )
     def post(self, request):
         keys = batch_items(request.data, item_shape="key", field="instrument_keys")
@@ -86,8 +119,18 @@ class CalculatorApi(APIView):
     @extend_schema(
         summary="Stateless Greeks / IV calculator",
         description=calculator.__doc__,
-        request=dict,
-        responses={200: dict},
+        request=CalculatorRequestSerializer,
+        parameters=[RETRY_AFTER],
+        responses={
+            200: CalculatorSerializer,
+            **error_responses(
+                *BODY_ERRORS,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_input (details.rows lists each invalid row), too_many_rows, malformed_request."
+                },
+            ),
+        },
     )
     def post(self, request):
         return Response(calculator.calculate(request.data, max_rows=settings.GREEKS_CALCULATOR_MAX_ROWS))

@@ -20,8 +20,24 @@ from rest_framework.views import APIView
 
 from moneyness import selectors
 from moneyness.core.levels import GRAMMAR, InvalidLevel, Level, parse_level
+from moneyness.schemas import (
+    HISTORICAL_400,
+    REALTIME_400,
+    REALTIME_404,
+    REALTIME_422,
+    REALTIME_ATM_IV,
+    BatchLevelGreeksSerializer,
+    BatchLevelRequestSerializer,
+    HistoricalAtmIvSerializer,
+    HistoricalLevelGreeksSerializer,
+    LevelGreeksSerializer,
+    OtmDeltaSerializer,
+    SmileSerializer,
+    SummarySerializer,
+)
 from signalsvc.api.batch import batch_items, batch_results
 from signalsvc.api.errors import ApiError
+from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument
 from timeframes.apis import (
@@ -154,8 +170,21 @@ class RealtimeLevelGreeksApi(APIView):
             "options with an IV (a level without priced options: count 0 and nulls). Computed from the latest "
             "chain snapshot of the expiry in one read; `include=instruments` lists the member options."
         ),
-        parameters=[EXPIRY_PARAM, OpenApiParameter("include", str, enum=["instruments"])],
-        responses={200: dict},
+        parameters=[EXPIRY_PARAM, OpenApiParameter("include", str, enum=["instruments"]), RETRY_AFTER],
+        responses={
+            200: LevelGreeksSerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_level (details.grammar), " + REALTIME_400,
+                    404: REALTIME_404,
+                    422: "level_beyond_chain (a strike-step level past the listed strikes), " + REALTIME_422,
+                },
+            ),
+        },
     )
     def get(self, request, underlying: str, level: str):
         q = request.query_params
@@ -185,8 +214,17 @@ class RealtimeAtmIvApi(APIView):
             "skew (put - call) at the ATM strike. `tenor=30d`: constant maturity, linear in total variance between "
             "the expiries bracketing the tenor (null with a status when only one side exists)."
         ),
-        parameters=[EXPIRY_PARAM, OpenApiParameter("tenor", str, description="Nd, e.g. 30d")],
-        responses={200: dict},
+        parameters=[EXPIRY_PARAM, OpenApiParameter("tenor", str, description="Nd, e.g. 30d"), RETRY_AFTER],
+        responses={
+            200: REALTIME_ATM_IV,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={400: REALTIME_400, 404: REALTIME_404, 422: REALTIME_422},
+            ),
+        },
     )
     def get(self, request, underlying: str):
         q = request.query_params
@@ -210,8 +248,18 @@ class RealtimeOtmDeltaApi(APIView):
             OpenApiParameter("delta", float, required=True, description="|delta|, 0 < delta < 0.5"),
             OpenApiParameter("option_type", str, required=True, enum=["call", "put"]),
             EXPIRY_PARAM,
+            RETRY_AFTER,
         ],
-        responses={200: dict},
+        responses={
+            200: OtmDeltaSerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={400: REALTIME_400, 404: REALTIME_404, 422: REALTIME_422},
+            ),
+        },
     )
     def get(self, request, underlying: str):
         q = request.query_params
@@ -233,8 +281,17 @@ class RealtimeSmileApi(APIView):
             "delta and the fitted IV. Fit: raw SVI in total variance against log-moneyness, vega-weighted, "
             "constrained against static arbitrage, re-fitted every minute (params, RMS and max error in vol)."
         ),
-        parameters=[EXPIRY_PARAM],
-        responses={200: dict},
+        parameters=[EXPIRY_PARAM, RETRY_AFTER],
+        responses={
+            200: SmileSerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={400: REALTIME_400, 404: REALTIME_404, 422: REALTIME_422},
+            ),
+        },
     )
     def get(self, request, underlying: str):
         expiry = expiry_from(request.query_params)
@@ -252,8 +309,21 @@ class RealtimeSummaryApi(APIView):
             "per-minute history (`lookback_days`, default 365; the history's length is stated); options, OI and "
             "volume across DITM, ITM, ATM, OTM, DOTM for calls and puts."
         ),
-        parameters=[EXPIRY_PARAM, OpenApiParameter("lookback_days", int, description="1..3650, default 365")],
-        responses={200: dict},
+        parameters=[
+            EXPIRY_PARAM,
+            OpenApiParameter("lookback_days", int, description="1..3650, default 365"),
+            RETRY_AFTER,
+        ],
+        responses={
+            200: SummarySerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={400: REALTIME_400, 404: REALTIME_404, 422: REALTIME_422},
+            ),
+        },
     )
     def get(self, request, underlying: str):
         q = request.query_params
@@ -303,8 +373,21 @@ class HistoricalLevelGreeksApi(APIView):
             "Levels stored every minute: MONEYNESS_STORED_LEVELS (others are realtime only: 422). Each session's "
             "nearest unexpired expiry, or `expiry_date`. value{all,calls,puts}{delta,gamma,theta,vega,rho,iv,count}."
         ),
-        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM, AGG_PARAM, EXPIRY_PARAM],
-        responses={200: dict},
+        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM, AGG_PARAM, EXPIRY_PARAM, RETRY_AFTER],
+        responses={
+            200: HistoricalLevelGreeksSerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_level (details.grammar), " + HISTORICAL_400,
+                    404: "unknown_underlying.",
+                    422: "level_not_stored (details.stored_levels: the levels with a history).",
+                },
+            ),
+        },
     )
     def get(self, request, underlying: str, level: str):
         q = request.query_params
@@ -352,8 +435,28 @@ class HistoricalAtmIvApi(APIView):
             "Each session's nearest unexpired expiry (or `expiry_date`), or the constant-maturity value with "
             "`tenor=30d`. statistics{mean,std,min,max,current,change,change_pct} over the returned `iv` values."
         ),
-        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM, AGG_PARAM, EXPIRY_PARAM, OpenApiParameter("tenor", str)],
-        responses={200: dict},
+        parameters=[
+            *RANGE_PARAMS,
+            TIMEFRAME_PARAM,
+            AGG_PARAM,
+            EXPIRY_PARAM,
+            OpenApiParameter("tenor", str),
+            RETRY_AFTER,
+        ],
+        responses={
+            200: HistoricalAtmIvSerializer,
+            **error_responses(
+                400,
+                404,
+                422,
+                *COMMON_ERRORS,
+                notes={
+                    400: HISTORICAL_400,
+                    404: "unknown_underlying.",
+                    422: "tenor_not_stored (only MONEYNESS_CM_TENOR_DAYS is stored).",
+                },
+            ),
+        },
     )
     def get(self, request, underlying: str):
         q = request.query_params
@@ -408,8 +511,16 @@ class BatchLevelGreeksApi(APIView):
             "One result per item, in order: {index, status: ok, result} or {index, status: error, error{code, "
             "message, details}}; a bad item never fails the batch."
         ),
-        request=dict,
-        responses={200: dict},
+        request=BatchLevelRequestSerializer,
+        parameters=[RETRY_AFTER],
+        responses={
+            200: BatchLevelGreeksSerializer,
+            **error_responses(
+                *BODY_ERRORS,
+                *COMMON_ERRORS,
+                notes={400: 'invalid_input (not {"items": [...]}), batch_too_large, malformed_request.'},
+            ),
+        },
     )
     def post(self, request):
         items = batch_items(

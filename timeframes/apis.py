@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
+from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey
 from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.instruments.models import Instrument
@@ -32,6 +33,17 @@ from timeframes import cache, indicator_selectors, selectors
 from timeframes.core import indicators
 from timeframes.core.grammar import STANDARD_TIMEFRAMES, TIMEFRAME_GRAMMAR, InvalidTimeframe, Timeframe
 from timeframes.render import iso_utc, series_items
+from timeframes.schemas import (
+    HISTORICAL_GREEKS,
+    SERIES_400,
+    AvailableTimeframesSerializer,
+    BatchIndicatorsRequestSerializer,
+    BatchIndicatorsSerializer,
+    HistoricalBarsSerializer,
+    HistoricalIndicatorSerializer,
+    IndicatorListSerializer,
+    RealtimeIndicatorSerializer,
+)
 
 DEFAULT_TIMEFRAME = "1m"
 # Query parameters that are not indicator parameters.
@@ -161,8 +173,11 @@ class HistoricalBarsApi(APIView):
             "time_series[{timestamp, value{open, high, low, close, volume, oi}, metadata{bucket_end, bars}}]; "
             "`bars` is the number of 1-minute bars in the bucket, `oi` null when none has one."
         ),
-        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM],
-        responses={200: dict},
+        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM, RETRY_AFTER],
+        responses={
+            200: HistoricalBarsSerializer,
+            **error_responses(400, 404, *COMMON_ERRORS, notes={400: SERIES_400, 404: "unknown_instrument."}),
+        },
     )
     def get(self, request, key: str):
         timeframe = timeframe_from(request.query_params.get("timeframe"))
@@ -212,8 +227,20 @@ class HistoricalGreeksApi(APIView):
             TIMEFRAME_PARAM,
             OpenApiParameter("agg", str, enum=["last", "mean"], description="default last"),
             OpenApiParameter("expiry_date", str, description="underlying keys only: pin one expiry"),
+            RETRY_AFTER,
         ],
-        responses={200: dict},
+        responses={
+            200: HISTORICAL_GREEKS,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "not_an_option (a future key; expiry_date with an option key), " + SERIES_400,
+                    404: "unknown_instrument.",
+                },
+            ),
+        },
     )
     def get(self, request, key: str):
         q = request.query_params
@@ -300,7 +327,19 @@ class HistoricalGreeksApi(APIView):
 
 
 class AvailableTimeframesApi(APIView):
-    @extend_schema(summary="Timeframes and the data range of an instrument", responses={200: dict})
+    @extend_schema(
+        summary="Timeframes and the data range of an instrument",
+        parameters=[RETRY_AFTER],
+        responses={
+            200: AvailableTimeframesSerializer,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={400: "invalid_instrument_key.", 404: "unknown_instrument."},
+            ),
+        },
+    )
     def get(self, request, key: str):
         instrument = instrument_ref(key)
         first, last, count = bars_range(instrument_id=instrument.id)
@@ -345,7 +384,8 @@ class IndicatorListApi(APIView):
     @extend_schema(
         summary="Every indicator with its parameters",
         description="Name, group, parameters (type, default, min, max), inputs, outputs, warm-up class and bars.",
-        responses={200: dict},
+        parameters=[RETRY_AFTER],
+        responses={200: IndicatorListSerializer, **error_responses(*COMMON_ERRORS)},
     )
     def get(self, request):
         listing = _indicator_listing()
@@ -376,8 +416,20 @@ class HistoricalIndicatorApi(APIView):
             "Computed over bars of the timeframe with warm-up history before start_time, so the first value "
             "is exact; `warmup` reports the bars needed and found. NaN (TA-Lib lookback) is null."
         ),
-        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM],
-        responses={200: dict},
+        parameters=[*RANGE_PARAMS, TIMEFRAME_PARAM, RETRY_AFTER],
+        responses={
+            200: HistoricalIndicatorSerializer,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_indicator (details: the valid indicators, or the indicator's parameters), "
+                    + SERIES_400,
+                    404: "unknown_instrument.",
+                },
+            ),
+        },
     )
     def get(self, request, key: str, indicator: str):
         q = request.query_params
@@ -446,8 +498,20 @@ class RealtimeIndicatorApi(APIView):
             "On the bucket holding the latest 1-minute bar (it may still be open: metadata.bucket_closed). "
             "Indicator parameters in the query string, as listed by GET /indicators."
         ),
-        parameters=[TIMEFRAME_PARAM],
-        responses={200: dict},
+        parameters=[TIMEFRAME_PARAM, RETRY_AFTER],
+        responses={
+            200: RealtimeIndicatorSerializer,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_indicator (details: the valid indicators, or the indicator's parameters), "
+                    "invalid_timeframe, invalid_parameter, invalid_instrument_key.",
+                    404: "unknown_instrument; no_data (no 1-minute bar stored).",
+                },
+            ),
+        },
     )
     def get(self, request, key: str, indicator: str):
         q = request.query_params
@@ -467,8 +531,16 @@ class BatchIndicatorsApi(APIView):
             "API_V2_BATCH_SIZE). One result per item, in order: {index, status: ok, result} or {index, status: "
             "error, error{code, message, details}}; a bad item never fails the batch."
         ),
-        request=dict,
-        responses={200: dict},
+        request=BatchIndicatorsRequestSerializer,
+        parameters=[RETRY_AFTER],
+        responses={
+            200: BatchIndicatorsSerializer,
+            **error_responses(
+                *BODY_ERRORS,
+                *COMMON_ERRORS,
+                notes={400: 'invalid_input (not {"items": [...]}), batch_too_large, malformed_request.'},
+            ),
+        },
     )
     def post(self, request):
         items = batch_items(request.data, item_shape='{"instrument_key", "indicator", "timeframe", "params"}')

@@ -5,8 +5,10 @@ from rest_framework.views import APIView
 
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
+from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.instruments.selectors import instrument_get, instrument_ids
 from signalsvc.marketdata import selectors
+from signalsvc.marketdata.schemas import BarInSerializer, BarsWrittenSerializer, StoredBarsSerializer
 from signalsvc.marketdata.services import BarIn, bars_upsert
 from signalsvc.marketdata.validation import validate_bars
 
@@ -34,8 +36,24 @@ class BarsIngestApi(APIView):
             "Asia/Kolkata), open, high, low, close, volume?, oi?}. All or nothing: any invalid row "
             "(400) or unknown instrument (404) writes nothing. Re-posting a bar replaces it."
         ),
-        request=list,
-        responses={200: dict},
+        request=BarInSerializer(many=True),
+        parameters=[RETRY_AFTER],
+        responses={
+            200: BarsWrittenSerializer,
+            **error_responses(
+                *BODY_ERRORS,
+                403,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_input (not a non-empty list, or details.rows lists each invalid row; nothing "
+                    "was written), malformed_request.",
+                    401: "Writing needs an API key with write access.",
+                    404: "unknown_instrument: details.unknown_keys; nothing was written.",
+                    413: "too_many_rows: more than MARKET_BARS_MAX_ROWS bars.",
+                },
+            ),
+        },
     )
     def post(self, request):
         payload = request.data
@@ -79,8 +97,20 @@ class BarsReadApi(APIView):
                 "start_time", str, description="ISO-8601; naive = Asia/Kolkata; default end - 1 day"
             ),
             OpenApiParameter("end_time", str, description="ISO-8601; default now"),
+            RETRY_AFTER,
         ],
-        responses={200: dict},
+        responses={
+            200: StoredBarsSerializer,
+            **error_responses(
+                400,
+                404,
+                *COMMON_ERRORS,
+                notes={
+                    400: "invalid_instrument_key, invalid_parameter, invalid_range, range_too_large.",
+                    404: "unknown_instrument.",
+                },
+            ),
+        },
     )
     def get(self, request, key: str):
         instrument = instrument_get(key=key)

@@ -1,10 +1,11 @@
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from signalsvc.ops.health import calendar_status, readiness
+from signalsvc.ops.schemas import LiveSerializer, ReadinessSerializer
 
 
 class _OpenView(APIView):
@@ -14,14 +15,18 @@ class _OpenView(APIView):
 
 
 class LiveApi(_OpenView):
-    @extend_schema(summary="Liveness: the process answers", responses={200: dict})
+    @extend_schema(summary="Liveness: the process answers", responses={200: LiveSerializer})
     def get(self, request):
         return Response({"status": "alive"})
 
 
 class ReadyApi(_OpenView):
     @extend_schema(
-        summary="Readiness: PostgreSQL, Redis and the broker answer", responses={200: dict, 503: dict}
+        summary="Readiness: PostgreSQL, Redis and the broker answer",
+        responses={
+            200: ReadinessSerializer,
+            503: OpenApiResponse(ReadinessSerializer, description="Not ready: a check failed (ok false)"),
+        },
     )
     def get(self, request):
         report = readiness()
