@@ -9,10 +9,12 @@ PORT ?= 8003
 .PHONY: run test bench lint format venv services db demo-env clean-run
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make run's 90 s budget).
+# --compile-bytecode: uvicorn's worker processes import with -B (they never write .pyc files), so
+# without it every one of them compiled pandas, scipy and Django from source at each start.
 $(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/bootstrap.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/bootstrap.txt
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements/dev.txt
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements/dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -27,6 +29,7 @@ db: venv services
 
 # The whole local topology with a simulated market, in the foreground; Ctrl-C stops all of it.
 run: db
+	@scripts/install-system-deps.sh
 	@mkdir -p .run
 	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :$${FLOWER_PORT:-5555})"

@@ -6,6 +6,8 @@ import os
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
 _index = int(_worker[2:]) if _worker[2:].isdigit() else 0
-os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{10 + _index}"
+# TEST_REDIS_DB_BASE (with TEST_DATABASE_NAME) lets two suites run side by side on one machine.
+_base = int(os.environ.get("TEST_REDIS_DB_BASE", "10"))
+os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{_base + _index}"
 os.environ.setdefault("API_ANONYMOUS_READ", "true")
 os.environ.setdefault("MARKET_CALENDAR", "NSE")

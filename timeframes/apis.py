@@ -25,14 +25,13 @@ from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey
-from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import InstrumentRef, UnknownInstrument, instrument_ref
 from signalsvc.marketdata.selectors import bars_range
-from timeframes import cache, indicator_selectors, selectors
+from timeframes import cache, indicator_latest, indicator_selectors, selectors
 from timeframes.core import indicators
 from timeframes.core.grammar import STANDARD_TIMEFRAMES, TIMEFRAME_GRAMMAR, InvalidTimeframe, Timeframe
-from timeframes.render import iso_utc, series_items
+from timeframes.render import series_items
 from timeframes.schemas import (
     HISTORICAL_GREEKS,
     SERIES_400,
@@ -392,15 +391,6 @@ class IndicatorListApi(APIView):
         return Response({"count": len(listing), "indicators": listing})
 
 
-def _warmup(series: indicator_selectors.IndicatorSeries) -> dict:
-    return {
-        "memory": series.memory,
-        "bars_required": series.warmup_bars,
-        "bars_found": series.warmup_found,
-        "complete": series.warmup_complete,
-    }
-
-
 def _compute(fn, name: str, **kwargs):
     try:
         return fn(name=name, **kwargs)
@@ -454,19 +444,20 @@ class HistoricalIndicatorApi(APIView):
             "start_time": iso(start),
             "end_time": iso(end),
             "timeframe": timeframe.label,
-            "warmup": _warmup(series),
+            "warmup": series.warmup_report(),
             "data_points": len(series),
         }
         items, _ = series_items(series.start, series.end, series.outputs)
         return json_response(payload, series_items=items)
 
 
-def latest_payload(instrument: InstrumentRef, indicator: str, params: Mapping, timeframe: Timeframe) -> dict:
+def latest_json(instrument: InstrumentRef, indicator: str, params: Mapping, timeframe: Timeframe) -> bytes:
+    """The stored latest value (computed once per bar change; timeframes.indicator_latest)."""
     try:
-        series, last_bar = _compute(
-            indicator_selectors.indicator_latest,
+        return _compute(
+            indicator_latest.indicator_latest_json,
             indicator,
-            instrument_id=instrument.id,
+            instrument=instrument,
             params=params,
             timeframe=timeframe,
         )
@@ -474,21 +465,6 @@ def latest_payload(instrument: InstrumentRef, indicator: str, params: Mapping, t
         raise ApiError(
             status_code=404, code="no_data", message=f"no 1-minute bars stored for {instrument.key}"
         ) from None
-    bucket_end = series.end[0].astype("datetime64[us]").item().replace(tzinfo=dt.UTC)
-    return {
-        "instrument_key": instrument.key,
-        "indicator": series.name,
-        "params": series.params,
-        "timeframe": timeframe.label,
-        "timestamp": iso_utc(series.start)[0],
-        "value": {k: finite_or_none_list(v)[0] for k, v in series.outputs.items()},
-        "metadata": {
-            "bucket_end": iso_utc(series.end)[0],
-            "bucket_closed": bucket_end <= dt.datetime.now(dt.UTC),
-            "last_bar": iso(last_bar),
-        },
-        "warmup": _warmup(series),
-    }
 
 
 class RealtimeIndicatorApi(APIView):
@@ -518,7 +494,9 @@ class RealtimeIndicatorApi(APIView):
         timeframe = timeframe_from(q.get("timeframe"))
         params = indicator_params(q)
         instrument = instrument_ref(key)
-        return Response(latest_payload(instrument, indicator, params, timeframe))
+        return HttpResponse(
+            latest_json(instrument, indicator, params, timeframe), content_type="application/json"
+        )
 
 
 class BatchIndicatorsApi(APIView):
@@ -573,7 +551,7 @@ class BatchIndicatorsApi(APIView):
                                f"expected {TIMEFRAME_GRAMMAR}")  # fmt: skip
             timeframe = timeframe_from(item.get("timeframe"))
             instrument = instrument_ref(key)
-            out["result"] = latest_payload(instrument, name, params, timeframe)
+            out["result"] = orjson.loads(latest_json(instrument, name, params, timeframe))
             out["status"] = "ok"
         except ApiError as exc:
             out.update(item_error(exc))

@@ -49,6 +49,14 @@ class IndicatorSeries:
     def __len__(self) -> int:
         return len(self.start)
 
+    def warmup_report(self) -> dict:
+        return {
+            "memory": self.memory,
+            "bars_required": self.warmup_bars,
+            "bars_found": self.warmup_found,
+            "complete": self.warmup_complete,
+        }
+
 
 def indicator_series(
     *,

@@ -11,6 +11,8 @@ from django.db import connection, transaction
 
 from signalsvc.db.copy import copy_upsert
 from signalsvc.db.partitions import partitions_ensure
+from signalsvc.marketdata.bar_events import bars_changed_now
+from signalsvc.redis_clients import redis_client
 
 TABLE = "market_bar_1m"
 UTC = dt.UTC
@@ -54,6 +56,12 @@ def bars_upsert(*, bars: Sequence[BarIn]) -> int:
     now = dt.datetime.now(UTC)
     with transaction.atomic():
         partitions_ensure(table=TABLE, start=min(b.ts for b in bars), end=max(b.ts for b in bars))
+        changed = {b.instrument_id for b in bars}
+        # Announced once the bars are visible; a failure to announce is logged, not raised: the
+        # bars are stored, and values derived from them refresh with the next change.
+        transaction.on_commit(
+            lambda: bars_changed_now(redis_client(decode_responses=False), changed), robust=True
+        )
         return copy_upsert(
             table=TABLE,
             columns=["instrument_id", "ts", "open", "high", "low", "close", "volume", "oi", "updated_at"],

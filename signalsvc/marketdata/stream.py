@@ -30,6 +30,7 @@ from django.db import close_old_connections, transaction
 
 from signalsvc.instruments.selectors import instrument_ids
 from signalsvc.marketdata import latest
+from signalsvc.marketdata.bar_events import BarEvents
 from signalsvc.marketdata.services import TickIn, ticks_merge
 from signalsvc.redis_clients import redis_client as shared_redis_client
 
@@ -142,6 +143,7 @@ class StreamConsumer:
         self.claim_idle_ms = settings.MARKET_DATA_CLAIM_IDLE_MS
         self.stopping = False
         self._last_claim = 0.0
+        self.bar_events = BarEvents(self.client)
 
     def ensure_group(self) -> None:
         try:
@@ -167,7 +169,9 @@ class StreamConsumer:
             try:
                 if time.monotonic() - self._last_claim > max(self.claim_idle_ms / 2000, 1):
                     self.claim_dead_consumers()
-                self.read_new(block_ms=1000)
+                # Wake in time to announce coalesced bar changes (at most one a second each).
+                self.read_new(block_ms=250 if self.bar_events.pending else 1000)
+                self.bar_events.flush_due()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("ingest: Redis unavailable (%s); retrying in 1 s", exc)
                 time.sleep(1)
@@ -177,6 +181,10 @@ class StreamConsumer:
                 close_old_connections()
                 time.sleep(1)
                 self.drain_own_pending()
+        try:
+            self.bar_events.flush_due(force=True)
+        except redis.RedisError as exc:
+            log.warning("ingest: last bar changes not announced (%s)", exc)
         log.info("ingest %s stopped", self.name)
 
     def drain_own_pending(self) -> int:
@@ -247,6 +255,8 @@ class StreamConsumer:
             ticks_merge(ticks=ticks)
         if parsed:
             latest.latest_ticks_store(self.client, [t for _, t in parsed if t.key in ids])
+        if ticks:
+            self.bar_events.changed({t.instrument_id for t in ticks})
         if dead:
             pipe = self.client.pipeline(transaction=False)
             for entry_id, fields, reason in dead:
@@ -280,4 +290,5 @@ def ticks_ingest(client: redis.Redis, ticks: Iterable, *, consumer_name: str = "
     read = 0
     while batch := consumer.read_new(block_ms=10):
         read += batch
+    consumer.bar_events.flush_due(force=True)
     return read

@@ -1,6 +1,8 @@
+import os
+
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -41,4 +43,9 @@ class ReadyApi(_OpenView):
 
 
 def metrics_view(request):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several worker processes (gunicorn): the sum of every live worker's samples.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

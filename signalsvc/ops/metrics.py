@@ -3,11 +3,16 @@ flush task folds them into ``signal_api_metrics``."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
+import os
+import threading
+import time
 
 import numpy as np
 import redis
+from django.conf import settings
 from prometheus_client import Counter, Histogram
 
 from signalsvc.redis_clients import redis_client as shared_redis_client
@@ -29,35 +34,88 @@ def redis_client() -> redis.Redis:
     return shared_redis_client(decode_responses=True, socket_timeout=1)
 
 
+class _RequestBuffer:
+    """This process's per-minute API aggregates, written to Redis in one pipeline a second by a
+    background thread rather than one round trip per request (a request's Redis budget goes to
+    its rate limit and its data). Aggregates that Redis refuses are kept for the next write. A
+    process killed outright loses at most its last second of counts; SIGTERM writes them out."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._pending: dict[str, list] = {}
+        self._pid: int | None = None
+
+    def add(self, ident: str, status: int, milliseconds: float) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (gunicorn forks workers)
+                self._pid = os.getpid()
+                self._pending = {}
+                threading.Thread(target=self._run, name="api-metrics", daemon=True).start()
+                atexit.register(self.flush)
+            entry = self._pending.get(ident)
+            if entry is None:
+                entry = self._pending[ident] = [0, 0, 0, []]
+            entry[0] += 1
+            entry[1] += status >= 400
+            entry[2] += status >= 500
+            entry[3].append(f"{milliseconds:.3f}")
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.sadd(_PREFIX + "open", *pending)
+            for ident, (count, errors, server_errors, latencies) in pending.items():
+                pipe.hincrby(_PREFIX + "c:" + ident, "count", count)
+                if errors:
+                    pipe.hincrby(_PREFIX + "c:" + ident, "errors", errors)
+                if server_errors:
+                    pipe.hincrby(_PREFIX + "c:" + ident, "server_errors", server_errors)
+                pipe.rpush(_PREFIX + "l:" + ident, *latencies)
+                pipe.expire(_PREFIX + "c:" + ident, 86400)
+                pipe.expire(_PREFIX + "l:" + ident, 86400)
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("api metrics not written yet (kept for the next attempt): %s", exc)
+            with self._lock:
+                for ident, (count, errors, server_errors, latencies) in pending.items():
+                    entry = self._pending.setdefault(ident, [0, 0, 0, []])
+                    entry[0] += count
+                    entry[1] += errors
+                    entry[2] += server_errors
+                    entry[3][:0] = latencies
+
+
+_BUFFER = _RequestBuffer(settings.API_METRICS_FLUSH_SECONDS)
+
+
 def api_request_record(
     *, api_key: str, endpoint: str, method: str, status: int, seconds: float, now: dt.datetime
 ):
-    """One pipelined Redis round trip per request: a counter hash and a latency list per
-    (minute, key, endpoint, method). Metrics must never fail a request, so Redis errors are logged."""
+    """Count one request into its (minute, key, endpoint, method) aggregate: a counter hash and a
+    latency list in Redis, written by this process's buffer within API_METRICS_FLUSH_SECONDS."""
     minute = now.replace(second=0, microsecond=0).isoformat()
-    ident = f"{minute}|{api_key}|{method}|{endpoint}"
-    try:
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.sadd(_PREFIX + "open", ident)
-        pipe.hincrby(_PREFIX + "c:" + ident, "count", 1)
-        if status >= 400:
-            pipe.hincrby(_PREFIX + "c:" + ident, "errors", 1)
-        if status >= 500:
-            pipe.hincrby(_PREFIX + "c:" + ident, "server_errors", 1)
-        pipe.rpush(_PREFIX + "l:" + ident, f"{seconds * 1000:.3f}")
-        pipe.expire(_PREFIX + "c:" + ident, 86400)
-        pipe.expire(_PREFIX + "l:" + ident, 86400)
-        pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("api metrics not recorded: %s", exc)
+    _BUFFER.add(f"{minute}|{api_key}|{method}|{endpoint}", status, seconds * 1000)
 
 
 def api_metrics_flush(*, now: dt.datetime, include_current: bool = False) -> int:
     """Fold finished minutes from Redis into signal_api_metrics (upsert: a re-run is harmless)."""
     from signalsvc.ops.models import ApiMetric
 
+    _BUFFER.flush()  # this process's own counts first
     client = redis_client()
-    current = now.replace(second=0, microsecond=0).isoformat()
+    # A minute is finished once every process's buffer has written it out.
+    settled = now - dt.timedelta(seconds=2 * settings.API_METRICS_FLUSH_SECONDS + 1)
+    current = settled.replace(second=0, microsecond=0).isoformat()
     flushed = 0
     for ident in client.smembers(_PREFIX + "open"):
         minute, api_key, method, endpoint = ident.split("|", 3)

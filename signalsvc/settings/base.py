@@ -144,6 +144,11 @@ MARKET_DATA_GROUP = env.str("MARKET_DATA_GROUP", default="ingest")
 # A consumer idle this long has its pending entries claimed by a live one.
 MARKET_DATA_CLAIM_IDLE_MS = env.int("MARKET_DATA_CLAIM_IDLE_MS", default=30_000)
 MARKET_DATA_BATCH = env.int("MARKET_DATA_BATCH", default=2000)
+# Bar changes are announced at most this often per instrument (signalsvc/marketdata/bar_events.py):
+# values derived from bars (realtime indicators, the `bars` feed) lag the ticks by at most this.
+BAR_EVENT_INTERVAL_SECONDS = env.float("BAR_EVENT_INTERVAL_SECONDS", default=1.0)
+# A stored latest indicator value (timeframes/indicator_latest.py) that nobody reads expires after this.
+INDICATOR_LATEST_TTL_SECONDS = env.int("INDICATOR_LATEST_TTL_SECONDS", default=3600)
 MARKET_BARS_MAX_ROWS = env.int("MARKET_BARS_MAX_ROWS", default=50_000)
 # Partition upkeep: months of bars kept, and partitions made ahead.
 BARS_RETENTION_DAYS = env.int("BARS_RETENTION_DAYS", default=730)
@@ -204,6 +209,8 @@ API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=60.0)
 API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
 # Requests per minute for anonymous clients (per IP).
 API_ANONYMOUS_RATE_PER_MINUTE = env.int("API_ANONYMOUS_RATE_PER_MINUTE", default=600)
+# Each web process writes its per-minute API aggregates to Redis this often (signalsvc/ops/metrics.py).
+API_METRICS_FLUSH_SECONDS = env.float("API_METRICS_FLUSH_SECONDS", default=1.0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["signalsvc.accounts.authentication.ApiKeyAuthentication"],
@@ -214,6 +221,9 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
+    # Proxies in front of the REST process (1 behind nginx: the client is the last X-Forwarded-For
+    # hop nginx appended); 0 when clients connect directly. Anonymous rate limits count per client.
+    "NUM_PROXIES": env.int("API_PROXY_COUNT", default=0) or None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Signal Service API",

@@ -26,7 +26,7 @@ DOCKERFILE = ROOT / "docker" / "Dockerfile"
 INSTALL_HINT = "run `sudo scripts/install-system-deps.sh` (installs docker-compose and nginx)"
 
 # SPEC §3 processes in the production layout (the simulator is demo-only), plus the one-shot job.
-APP_PROCESSES = ("web", "worker", "beat", "ingest", "flower", "autoscaler")
+APP_PROCESSES = ("web", "ws", "worker", "beat", "ingest", "flower", "autoscaler")
 APP_SERVICES = (*APP_PROCESSES, "migrate")
 BACKING_SERVICES = ("postgres", "redis", "nginx")
 
@@ -123,9 +123,11 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     ("service", "command"),
     [
+        ("web", "gunicorn -c python:signalsvc.gunicorn_conf signalsvc.wsgi:application"),
         (
-            "web",
-            "daphne -b 0.0.0.0 -p 8003 --proxy-headers --proxy-headers-host X-Real-IP signalsvc.asgi:application",
+            "ws",
+            "uvicorn signalsvc.asgi:application --host 0.0.0.0 --port 8003 --loop uvloop --http httptools "
+            "--ws websockets-sansio --lifespan off --proxy-headers --forwarded-allow-ips * --no-access-log",
         ),
         (
             "worker",
@@ -145,7 +147,7 @@ def test_service_command(services: dict[str, Any], service: str, command: str) -
     assert " ".join(services[service]["command"]) == command
 
 
-@pytest.mark.parametrize(("service", "replicas"), [("web", 2), ("worker", 2)])
+@pytest.mark.parametrize(("service", "replicas"), [("web", 2), ("ws", 2), ("worker", 2)])
 def test_replicas(services: dict[str, Any], service: str, replicas: int) -> None:
     assert services[service]["deploy"]["replicas"] == replicas
 
@@ -165,9 +167,12 @@ def test_migrate_is_a_one_shot_job_after_postgres(services: dict[str, Any]) -> N
     assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
 
 
-def test_nginx_waits_for_healthy_web_and_publishes_port_80(services: dict[str, Any]) -> None:
+def test_nginx_waits_for_healthy_web_and_ws_and_publishes_port_80(services: dict[str, Any]) -> None:
     nginx = services["nginx"]
-    assert nginx["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert nginx["depends_on"] == {
+        "web": {"condition": "service_healthy"},
+        "ws": {"condition": "service_healthy"},
+    }
     published = [str(p.get("published", "")) if isinstance(p, dict) else str(p) for p in nginx["ports"]]
     assert any(p in ("80", "80:80") for p in published), published
 
@@ -270,11 +275,11 @@ def nginx_binary() -> str:
 
 
 def nginx_conf_for_check(tmp_path: Path) -> Path:
-    """docker/nginx.conf with `web` (resolvable only inside compose) replaced by 127.0.0.1, and
-    its /tmp paths moved into tmp_path. Nothing else changes."""
+    """docker/nginx.conf with `web` and `ws` (resolvable only inside compose) replaced by
+    127.0.0.1, and its /tmp paths moved into tmp_path. Nothing else changes."""
     text = NGINX_CONF.read_text()
-    substituted, count = re.subn(r"(\bserver\s+)web:8003\b", r"\g<1>127.0.0.1:8003", text)
-    assert count == 1, "expected exactly one `server web:8003` line in the upstream"
+    substituted, count = re.subn(r"(\bserver\s+)(web|ws):8003\b", r"\g<1>127.0.0.1:8003", text)
+    assert count == 2, "expected one `server web:8003` and one `server ws:8003` line in the upstreams"
     substituted = substituted.replace("/tmp/", f"{tmp_path}/")
     conf = tmp_path / "nginx.conf"
     conf.write_text(substituted)
@@ -291,6 +296,48 @@ def test_nginx_accepts_the_config(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, f"nginx -t failed:\n{result.stderr}"
+
+
+def test_the_local_rendering_routes_alike_and_passes_nginx_check(tmp_path: Path) -> None:
+    """`make run`'s nginx (scripts/nginx_local.py): compose's file with local ports and paths."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nginx_local", ROOT / "scripts" / "nginx_local.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    text = module.render(
+        NGINX_CONF.read_text(),
+        port=18003,
+        web_port=18004,
+        ws_port=18005,
+        run_dir=tmp_path,
+        static_root=tmp_path / "static",
+        access_log=False,
+        nofile=4096,
+    )
+    conf = tmp_path / "local.conf"
+    conf.write_text(text)
+    result = subprocess.run(
+        [nginx_binary(), "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, f"nginx -t failed:\n{result.stderr}"
+    http = parse_nginx(text).one("http")
+    server = http.one("server")
+    assert server.values("listen") == [["18003", "default_server"]]
+    assert http.one("upstream", "signal_web").values("server")[0][0] == "127.0.0.1:18004"
+    assert http.one("upstream", "signal_ws").values("server")[0][0] == "127.0.0.1:18005"
+    # Same routes as production, except that /metrics reaches the REST process (README's curl).
+    assert server.one("location", "/api/v2/signals/subscriptions/websocket").values("proxy_pass") == [
+        ["http://signal_ws"]
+    ]
+    assert [d.args for d in server.find("location")].count(["=", "/metrics"]) == 0
+    # Its own pid and temp files: make run and the end-to-end test never share them.
+    assert f"pid {tmp_path}/nginx.pid;" in text
+    assert http.values("proxy_temp_path") == [[f"{tmp_path}/nginx-proxy"]]
 
 
 @dataclass
@@ -363,11 +410,21 @@ def test_upstream_balances_by_least_connections(http: Directive) -> None:
     # nginx requires the balancing method before keepalive.
     assert names.index("least_conn") < names.index("keepalive")
     assert [args[0] for args in upstream.values("server")] == ["web:8003"]
+    websocket = http.one("upstream", "signal_ws")
+    assert next(d.name for d in websocket.block or []) == "least_conn"
+    assert [args[0] for args in websocket.values("server")] == ["ws:8003"]
+
+
+def test_web_and_ws_are_behind_the_proxy(services: dict[str, Any]) -> None:
+    assert services["web"]["environment"]["API_PROXY_COUNT"] == "1"
+    assert services["web"]["environment"]["WEB_BIND"] == "0.0.0.0:8003"
+    assert set(services["nginx"]["depends_on"]) == {"web", "ws"}
+    assert services["ws"]["ulimits"]["nofile"]["soft"] >= 65535
 
 
 def test_websocket_location_upgrades(http: Directive) -> None:
     location = http.one("server").one("location", "/api/v2/signals/subscriptions/websocket")
-    assert location.values("proxy_pass") == [["http://signal_web"]]
+    assert location.values("proxy_pass") == [["http://signal_ws"]]
     assert location.values("proxy_http_version") == [["1.1"]]
     headers = dict(tuple(args) for args in location.values("proxy_set_header"))
     assert headers["Upgrade"] == "$http_upgrade"

@@ -1,5 +1,5 @@
-"""Acceptance for the local topology: the Procfile that `make run` starts (web, worker, beat,
-ingest, flower, simulator) becomes ready, stores bars, and computes Greeks whose IV recovers the
+"""Acceptance for the local topology: the Procfile that `make run` starts (nginx on the public
+port, gunicorn for REST, uvicorn for the WebSocket, worker, beat, ingest, flower, simulator) becomes ready, stores bars, and computes Greeks whose IV recovers the
 simulator's true volatility — then stops cleanly on SIGTERM."""
 
 import json
@@ -43,10 +43,12 @@ def bars_of(pattern: str) -> int:
 
 @pytest.fixture
 def topology(tmp_path):
-    port, flower = free_port(), free_port()
+    port, flower, rest, websocket = free_port(), free_port(), free_port(), free_port()
     truth = tmp_path / "truth.json"
     env = subprocess_env(
         WEB_PORT=str(port),
+        WEB_HTTP_PORT=str(rest),
+        WS_PORT=str(websocket),
         FLOWER_PORT=str(flower),
         MARKET_CALENDAR="NSE-DEMO",
         API_ANONYMOUS_READ="true",
@@ -126,8 +128,8 @@ def test_demo_topology_end_to_end(topology):
     ).json()
     assert atm_iv["iv"] == pytest.approx(expiries[expiry]["atm_vol"], abs=0.0025)  # 0.25 vol points
 
-    # A burst of concurrent requests: every one answered, and the web process's request threads
-    # share its connection pool instead of each keeping a PostgreSQL connection of its own.
+    # A burst of concurrent requests through the public port: every one answered, and PostgreSQL
+    # sees a bounded number of connections (one per gunicorn worker, not one per request).
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 6 * 3600))
     end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
     paths = [
@@ -143,7 +145,8 @@ def test_demo_topology_end_to_end(topology):
     assert statuses == [200] * len(statuses)
     with connection.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-        assert cur.fetchone()[0] <= 40  # web pool (20) + worker, beat, ingest, simulator, this test
+        # gunicorn: one connection per worker; ws: its pool; worker, beat, ingest, simulator, this test
+        assert cur.fetchone()[0] <= 40
 
     os.killpg(topology["process"].pid, signal.SIGTERM)
     assert topology["process"].wait(60) is not None

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The WebSocket (Channels): uvicorn with uvloop, WS_WORKERS_PER_CORE processes per core (default 1),
+# on loopback behind the local nginx. WS_SERVER=daphne runs Channels' own server instead (one process).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/ports.sh
+PY=${PY:-.venv/bin/python}
+BIN=$(dirname "$PY")
+# Many sockets per process: raise the open-file limit to the hard limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+case "${WS_SERVER:-uvicorn}" in
+daphne)
+    exec "$BIN/daphne" -b 127.0.0.1 -p "$WS_PORT" --proxy-headers --proxy-headers-host X-Real-IP \
+        signalsvc.asgi:application
+    ;;
+uvicorn)
+    cores=$("$PY" -c "import os; print(len(os.sched_getaffinity(0)))")
+    workers=$("$PY" -c "print(max(1, round(float('${WS_WORKERS_PER_CORE:-1}') * $cores)))")
+    exec "$BIN/uvicorn" signalsvc.asgi:application --host 127.0.0.1 --port "$WS_PORT" \
+        --workers "$workers" --loop uvloop --http httptools --ws websockets-sansio --lifespan off \
+        --proxy-headers --forwarded-allow-ips 127.0.0.1 --no-access-log
+    ;;
+*)
+    echo "start-ws: WS_SERVER must be uvicorn or daphne, not ${WS_SERVER}" >&2
+    exit 2
+    ;;
+esac

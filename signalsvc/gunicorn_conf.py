@@ -1,0 +1,76 @@
+"""gunicorn settings of the REST process (docs/decisions.md "Serving").
+
+REST runs in sync workers: Django's views then run in parallel, one per process, on every core
+(under ASGI a process runs sync views one at a time). Measured on this 2-core machine, two sync
+workers per core served realtime Greeks at ~6x daphne's rate with a tenth of its p99; threads
+(gthread) raised the tail. The WebSocket runs in a separate ASGI process; nginx puts both on one
+public port.
+
+Environment:
+  WEB_BIND               address to listen on (default 127.0.0.1:8004; compose: 0.0.0.0:8003)
+  WEB_WORKERS_PER_CORE   sync workers per usable core (default 2)
+  WEB_WORKERS            an exact number of workers, overriding the per-core figure
+  WEB_TIMEOUT            seconds a request may run before its worker is replaced (default 60)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+
+def _cores() -> int:
+    # The cores this process may run on (a container's CPU set), not the host's count.
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def workers_for(env: dict) -> int:
+    exact = int(env.get("WEB_WORKERS") or 0)
+    if exact > 0:
+        return exact
+    per_core = float(env.get("WEB_WORKERS_PER_CORE") or 2)
+    return max(1, round(per_core * _cores()))
+
+
+bind = os.environ.get("WEB_BIND", "127.0.0.1:8004")
+workers = workers_for(os.environ)
+worker_class = "sync"
+timeout = int(os.environ.get("WEB_TIMEOUT") or 60)
+# SIGTERM: workers finish the request in hand, then exit (compose's stop grace period is 30 s).
+graceful_timeout = 25
+# nginx in front owns client keep-alive and slow clients; a sync worker serves one request at a time.
+keepalive = 2
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# X-Forwarded-Proto from the local proxy marks HTTPS requests (secure cookies, redirects).
+forwarded_allow_ips = os.environ.get("WEB_FORWARDED_ALLOW_IPS", "127.0.0.1")
+proc_name = "signal-web"
+# gunicorn's control socket sits at one path per user: two servers on a machine (make run beside
+# the end-to-end test) would fight over it, and nothing here uses it.
+control_socket_disable = True
+
+# Prometheus counters live in each worker: in multiprocess mode every worker writes its samples to
+# files in one directory and /metrics sums them (signalsvc.ops.apis.metrics_view). The directory
+# must be set before any worker imports prometheus_client, and be empty at start.
+_metrics_dir_created = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="signal-metrics-"))
+
+
+def on_starting(server):
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if not _metrics_dir_created:
+        shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_created:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
