@@ -18,6 +18,11 @@ def greeks_latest_many(*, keys: list[str]) -> dict[str, dict]:
     return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
+def greeks_latest_raw_many(*, keys: list[str]) -> list[bytes | None]:
+    """The latest values of many option keys as stored (JSON bytes or None), in one MGET."""
+    return shared_redis_client(decode_responses=False).mget([LATEST_PREFIX + k for k in keys]) if keys else []
+
+
 def greeks_latest_raw(*, key: str) -> bytes | None:
     """The latest value of one option key as stored: its JSON bytes (one GET)."""
     return shared_redis_client(decode_responses=False).get(LATEST_PREFIX + key)

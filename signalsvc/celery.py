@@ -56,6 +56,11 @@ app.conf.beat_schedule = {
         "schedule": crontab(),  # every minute
         "options": {"expires": 50, "queue": QUEUE_TIMEFRAMES},
     },
+    "websocket-subscriptions-sweep": {
+        "task": "streaming.tasks.subscriptions_sweep",
+        "schedule": 60.0,
+        "options": {"expires": 55, "queue": QUEUE_DEFAULT},
+    },
     "api-metrics-flush": {
         "task": "signalsvc.ops.tasks.api_metrics_flush",
         "schedule": 30.0,

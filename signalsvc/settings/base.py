@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "greeks",
     "timeframes",
     "moneyness",
+    "streaming",
 ]
 
 MIDDLEWARE = [

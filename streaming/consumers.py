@@ -1,0 +1,287 @@
+"""The WebSocket endpoint (SPEC §10): ``/api/v2/signals/subscriptions/websocket?client_id=…``.
+
+The Channels consumer handles the connection: origin, API key and limits at connect, the protocol
+(``streaming.protocol``) for each client message, a heartbeat, and the tracking rows. Updates do
+not pass through it: the process's hub (``streaming.hub``) writes them to the connection's outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from signalsvc.accounts.selectors import api_key_for
+from streaming import tracking
+from streaming.feeds import FeedError
+from streaming.hub import Outbox, hub, now_iso
+from streaming.protocol import ProtocolError, Subscription, parse_message, subscription_from
+
+log = logging.getLogger(__name__)
+
+NODE = f"{socket.gethostname()}:{os.getpid()}"
+CLOSE_TRY_AGAIN_LATER = 1013  # over WEBSOCKET_MAX_CONNECTIONS
+CLOSE_POLICY = 1008  # flooding, a client that does not read, a forbidden origin
+CLOSE_UNAUTHORIZED = 4401  # bad or missing API key
+CLOSE_TOO_MANY = 4429  # the key's tier allows no more connections
+# Codes of snapshot errors that leave the subscription in place (the data arrives later).
+_KEEP_ON = {"no_data"}
+_FLOOD_LIMIT = 100  # refused messages in a row before the connection is closed
+
+_open_connections = 0
+
+
+def open_connections() -> int:
+    return _open_connections
+
+
+def _origin_allowed(origin: str | None) -> bool:
+    if origin is None:
+        return True  # not a browser: nothing for the check to protect
+    if settings.WEBSOCKET_ALLOWED_ORIGINS:
+        return origin in settings.WEBSOCKET_ALLOWED_ORIGINS or "*" in settings.WEBSOCKET_ALLOWED_ORIGINS
+    host = urlsplit(origin).hostname or ""
+    for allowed in settings.ALLOWED_HOSTS:
+        allowed = allowed.strip("[]")
+        if allowed == "*" or host == allowed or (allowed.startswith(".") and host.endswith(allowed)):
+            return True
+    return False
+
+
+class SignalConsumer(AsyncWebsocketConsumer):
+    # Updates come from the process's hub, not the channel layer: no channel per socket, and no
+    # per-socket Redis receive loop (channels_redis's, which also failed sockets on a slow Redis).
+    channel_layer_alias = None
+
+    async def connect(self):
+        global _open_connections
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.client_id = (query.get("client_id") or [""])[0][:128]
+        self.connection_id = str(uuid.uuid4())
+        self.node = NODE
+        self.subscriptions: dict[str, Subscription] = {}
+        self.outbox: Outbox | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.api_key = None
+        self.counted = False
+        self.refused_in_a_row = 0
+        self.allowance = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
+        self.allowance_at = time.monotonic()
+
+        if not _origin_allowed(headers.get("origin")):
+            await self.close(code=CLOSE_POLICY)  # before accept: the handshake is refused (403)
+            return
+        await self.accept()
+        if _open_connections >= settings.WEBSOCKET_MAX_CONNECTIONS:
+            await self._refuse(
+                "too_many_connections", "this server is at its connection limit; retry", CLOSE_TRY_AGAIN_LATER
+            )
+            return
+        raw_key = (query.get("api_key") or [""])[0] or headers.get("x-api-key", "")
+        if raw_key:
+            self.api_key = await database_sync_to_async(api_key_for)(raw_key=raw_key)
+            if self.api_key is None:
+                await self._refuse(
+                    "authentication_failed", "invalid, inactive or expired API key", CLOSE_UNAUTHORIZED
+                )
+                return
+        elif not settings.API_ANONYMOUS_READ:
+            await self._refuse(
+                "not_authenticated", "an API key is required: ?api_key= or X-API-Key", CLOSE_UNAUTHORIZED
+            )
+            return
+        if self.api_key is not None:
+            limit = self.api_key.tier.websocket_connections
+            if not await tracking.connection_claim(self.api_key.pk, self.connection_id, limit):
+                await self._refuse(
+                    "too_many_connections",
+                    f"this API key's tier allows {limit} WebSocket connections",
+                    CLOSE_TOO_MANY,
+                )
+                return
+        _open_connections += 1
+        self.counted = True
+        self.outbox = Outbox(
+            self._send_text, max_backlog=settings.WEBSOCKET_MAX_BACKLOG, on_overflow=self._overflow
+        )
+        await self._json(
+            {
+                "type": "connection",
+                "status": "connected",
+                "client_id": self.client_id,
+                "connection_id": self.connection_id,
+                "heartbeat_interval": settings.WEBSOCKET_HEARTBEAT_INTERVAL,
+                "limits": {
+                    "subscriptions": self._max_subscriptions(),
+                    "message_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,
+                    "messages_per_second": settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND,
+                },
+            }
+        )
+        self.tasks.append(asyncio.create_task(self._heartbeat()))
+
+    async def disconnect(self, code):
+        global _open_connections
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+        if getattr(self, "outbox", None) is not None:
+            self.outbox.close()
+            local = hub()
+            for sub in list(self.subscriptions.values()):
+                await local.remove(self.outbox, sub)
+            self.subscriptions.clear()
+            await tracking.connection_forget(self.connection_id)
+        if getattr(self, "counted", False):
+            _open_connections -= 1
+            self.counted = False
+            if self.api_key is not None:
+                await tracking.connection_release(self.api_key.pk, self.connection_id)
+
+    # -- client messages ----------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.outbox is None:
+            return
+        try:
+            self._check_rate()
+            if text_data is None:
+                raise ProtocolError(
+                    "binary_not_supported", "send JSON text frames; binary frames are not accepted"
+                )
+            if len(text_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+                raise ProtocolError(
+                    "message_too_large",
+                    f"a message may have at most {settings.WEBSOCKET_MAX_MESSAGE_BYTES} bytes",
+                )
+            message = parse_message(text_data)
+            await getattr(self, "_on_" + message["type"])(message)
+            self.refused_in_a_row = 0
+        except ProtocolError as exc:
+            await self._error(exc.code, exc.message, exc.details)
+
+    def _check_rate(self) -> None:
+        rate = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
+        now = time.monotonic()
+        self.allowance = min(2 * rate, self.allowance + (now - self.allowance_at) * rate)
+        self.allowance_at = now
+        if self.allowance < 1:
+            self.refused_in_a_row += 1
+            if self.refused_in_a_row > _FLOOD_LIMIT:
+                self.tasks.append(asyncio.create_task(self.close(code=CLOSE_POLICY)))
+            raise ProtocolError("rate_limited", f"at most {rate:g} messages per second; this one was dropped")
+        self.allowance -= 1
+
+    async def _on_ping(self, message):
+        await self._json({"type": "pong", "timestamp": timezone.now().isoformat()})
+
+    async def _on_list(self, message):
+        await self._json(
+            {
+                "type": "subscriptions",
+                "subscriptions": [
+                    {"subscription_key": s.key, "channel": s.feed.channel, "instrument_key": s.instrument_key,
+                     "params": s.feed.params_dict}
+                    for s in self.subscriptions.values()
+                ],
+            }
+        )  # fmt: skip
+
+    async def _on_subscribe(self, message):
+        sub = await database_sync_to_async(subscription_from)(message)
+        again = sub.key in self.subscriptions
+        if not again and len(self.subscriptions) >= self._max_subscriptions():
+            raise ProtocolError(
+                "too_many_subscriptions",
+                f"at most {self._max_subscriptions()} subscriptions per connection",
+            )
+        local = hub()
+        # Join the feed first, so that no update is missed while the snapshot is computed, but
+        # hold its updates until the confirmation is out: subscription, then data.
+        self.outbox.hold(sub.key)
+        try:
+            if not again:
+                await local.add(self.outbox, sub)
+            current = await local.current(sub)
+            if isinstance(current, FeedError) and current.code not in _KEEP_ON:
+                if not again:
+                    await local.remove(self.outbox, sub)
+                    self.outbox.forget(sub.key)
+                raise ProtocolError(current.code, current.message, current.details)
+            if not again:
+                self.subscriptions[sub.key] = sub
+                await tracking.subscription_add(self, sub)
+            await self._confirm(sub, "subscribed")
+            if isinstance(current, FeedError):
+                await self._error(
+                    current.code, current.message, {**current.details, "subscription_key": sub.key}
+                )
+            else:
+                self.outbox.offer(sub, current.decode(), now_iso(), snapshot=True)
+        finally:
+            self.outbox.release(sub.key)
+
+    async def _on_unsubscribe(self, message):
+        key = message.get("subscription_key")
+        sub = self.subscriptions.get(key) if isinstance(key, str) else None
+        if sub is None:
+            sub = self.subscriptions.get((await database_sync_to_async(subscription_from)(message)).key)
+        if sub is None:
+            raise ProtocolError("not_subscribed", "no such subscription on this connection; see `list`")
+        del self.subscriptions[sub.key]
+        self.outbox.forget(sub.key)
+        await hub().remove(self.outbox, sub)
+        await tracking.subscription_remove(self.connection_id, sub.key)
+        await self._confirm(sub, "unsubscribed")
+
+    # -- server messages ----------------------------------------------------------------------
+
+    def _max_subscriptions(self) -> int:
+        if self.api_key is not None:
+            return self.api_key.tier.subscriptions_per_connection
+        return settings.WEBSOCKET_ANONYMOUS_SUBSCRIPTIONS
+
+    async def _confirm(self, sub: Subscription, status: str) -> None:
+        await self._json(
+            {
+                "type": "subscription",
+                "status": status,
+                "subscription_key": sub.key,
+                "channel": sub.feed.channel,
+                "instrument_key": sub.instrument_key,
+                "params": sub.feed.params_dict,
+            }
+        )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
+            await self._json({"type": "heartbeat", "timestamp": timezone.now().isoformat()})
+            await tracking.connection_touch(self)
+
+    async def _error(self, code: str, message: str, details: dict | None = None) -> None:
+        await self._json({"type": "error", "code": code, "message": message, "details": details or {}})
+
+    async def _refuse(self, code: str, message: str, close_code: int) -> None:
+        await self._error(code, message)
+        await self.close(code=close_code)
+
+    def _overflow(self) -> None:
+        log.warning("websocket %s (%s): not reading its updates; closing", self.connection_id, self.client_id)
+        self.tasks.append(asyncio.create_task(self.close(code=CLOSE_POLICY)))
+
+    async def _json(self, payload: dict) -> None:
+        await self.send(text_data=orjson.dumps(payload).decode())
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)

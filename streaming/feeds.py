@@ -1,0 +1,136 @@
+"""What each feed sends (SPEC §10), computed once per process per update for every socket that
+subscribed to it, with the same code and the same errors as the realtime REST endpoints.
+
+``feeds_compute`` takes the feeds of one topic and returns, per feed, either the JSON of its
+``data`` (bytes, encoded once) or an error. It is synchronous (Redis and PostgreSQL reads) and the
+hub runs it in a thread, once per topic update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from greeks import selectors as greeks_selectors
+from moneyness import selectors as moneyness_selectors
+from moneyness.apis import api_errors as moneyness_errors
+from moneyness.core.levels import parse_level
+from signalsvc.api.errors import ApiError
+from signalsvc.core.keys import parse_key
+from signalsvc.instruments.selectors import instrument_ref
+from streaming.protocol import Feed
+from timeframes import cache
+from timeframes import selectors as timeframes_selectors
+from timeframes.apis import latest_json as indicator_latest_json
+from timeframes.core.buckets import bucket_for
+from timeframes.render import iso_utc
+
+_ONE_US = dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class FeedError:
+    code: str
+    message: str
+    details: dict
+
+    @classmethod
+    def of(cls, exc: ApiError) -> FeedError:
+        return cls(exc.error_code, exc.message, exc.details or {})
+
+
+def _underlying(feed: Feed) -> moneyness_selectors.Underlying:
+    return moneyness_selectors.Underlying(
+        feed.instrument_id, feed.instrument_key, parse_key(feed.instrument_key).symbol
+    )
+
+
+def _expiry(feed: Feed) -> dt.date | None:
+    value = feed.params_dict.get("expiry_date")
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _moneyness(feed: Feed) -> bytes:
+    with moneyness_errors():
+        if feed.channel == "atm_iv":
+            payload = moneyness_selectors.atm_iv_realtime(underlying=_underlying(feed), expiry=_expiry(feed))
+        else:
+            payload = moneyness_selectors.level_greeks_realtime(
+                underlying=_underlying(feed),
+                level=parse_level(feed.params_dict["moneyness_level"]),
+                expiry=_expiry(feed),
+            )
+    return orjson.dumps(payload)
+
+
+def _bars(feed: Feed) -> bytes:
+    """The bucket of the timeframe holding the instrument's latest 1-minute bar (maybe still open)."""
+    timeframe = timeframes_selectors.timeframe_parse(feed.params_dict["timeframe"])
+    latest = timeframes_selectors.latest_bar_ts(instrument_id=feed.instrument_id)
+    session = timeframes_selectors.market_calendar().session_at(latest) if latest is not None else None
+    bucket = bucket_for(latest, [session], timeframe) if session is not None else None
+    if bucket is None:
+        raise ApiError(
+            status_code=404, code="no_data", message=f"no 1-minute bars stored for {feed.instrument_key}"
+        )
+    bars = cache.bars_read(
+        instrument_id=feed.instrument_id, timeframe=timeframe, start=bucket[0], end=bucket[0] + _ONE_US
+    ).bars
+    if not len(bars["start"]):
+        raise ApiError(
+            status_code=404, code="no_data", message=f"no 1-minute bars stored for {feed.instrument_key}"
+        )
+    value = {f: float(bars[f][-1]) for f in ("open", "high", "low", "close", "volume")}
+    oi = float(bars["oi"][-1]) if "oi" in bars else float("nan")
+    value["oi"] = oi if oi == oi else None
+    return orjson.dumps(
+        {
+            "instrument_key": feed.instrument_key,
+            "timeframe": timeframe.label,
+            "timestamp": iso_utc(bars["start"][-1:])[0],
+            "value": value,
+            "metadata": {
+                "bucket_end": iso_utc(bars["end"][-1:])[0],
+                "last_bar": latest.astimezone(dt.UTC).isoformat(),
+            },
+        }
+    )
+
+
+def _indicator(feed: Feed) -> bytes:
+    params = feed.params_dict
+    name, timeframe = params.pop("indicator"), params.pop("timeframe")
+    return indicator_latest_json(
+        instrument_ref(feed.instrument_key), name, params, timeframes_selectors.timeframe_parse(timeframe)
+    )
+
+
+_ONE_BY_ONE = {"moneyness": _moneyness, "atm_iv": _moneyness, "bars": _bars, "indicators": _indicator}
+
+
+def feeds_compute(feeds: Iterable[Feed]) -> dict[Feed, bytes | FeedError]:
+    """The data of every feed (JSON bytes) or its error. Greeks of many options: one MGET."""
+    feeds = list(feeds)
+    out: dict[Feed, bytes | FeedError] = {}
+    greeks = [f for f in feeds if f.channel == "greeks"]
+    if greeks:
+        values = greeks_selectors.greeks_latest_raw_many(keys=[f.instrument_key for f in greeks])
+        for feed, value in zip(greeks, values, strict=True):
+            out[feed] = (
+                value
+                if value is not None
+                else FeedError(
+                    "no_data", f"no greeks computed yet for {feed.instrument_key}; updates follow", {}
+                )
+            )
+    for feed in feeds:
+        if feed.channel == "greeks":
+            continue
+        try:
+            out[feed] = _ONE_BY_ONE[feed.channel](feed)
+        except ApiError as exc:
+            out[feed] = FeedError.of(exc)
+    return out

@@ -1,0 +1,253 @@
+"""The per-process fan-out hub (SPEC §10; issue: streaming).
+
+channels_redis's layers were measured to saturate at 1,000-5,000 connections (the core layer
+loses messages, the pub/sub layer's queues grow without bound), and Channels 4.2+ adds a thread
+hop per dispatched message. So broadcasts do not go through the channel layer:
+
+* one Redis pub/sub connection per process, subscribed to each topic that has local subscribers
+  (``signal:moneyness:<underlying>``, ``signal:greeks:<underlying>``, ``signal:bars:<id>``);
+* an announcement on a topic makes the hub compute every feed of that topic once
+  (``streaming.feeds``, in Channels' database thread), encode each feed's data once, and hand
+  it to the sockets;
+* announcements that arrive while a topic is being computed are coalesced into one more run;
+* each connection has an :class:`Outbox`: the latest data per subscription (conflation), drained
+  by the connection's own writer task, so a stalled client never delays its topic or anyone else.
+  A client that lets more than ``WEBSOCKET_MAX_BACKLOG`` updates be conflated away is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import orjson
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from streaming.feeds import FeedError, feeds_compute
+from streaming.protocol import Feed, Subscription
+
+log = logging.getLogger(__name__)
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def hub() -> Hub:
+    """This event loop's hub (one per process in a server; tests may run several loops)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        for stale in [other for other in _hubs if other.is_closed()]:
+            del _hubs[stale]
+        found = _hubs[loop] = Hub()
+    return found
+
+
+# Feeds read Redis and PostgreSQL: in Channels' database thread, which closes stale connections
+# (one thread per process, so the connections stay bounded however many topics update).
+_compute = database_sync_to_async(feeds_compute)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+class Outbox:
+    """What one connection still has to send: the latest per subscription, in arrival order."""
+
+    def __init__(
+        self, send: Callable[[str], Awaitable[None]], *, max_backlog: int, on_overflow: Callable[[], None]
+    ):
+        self._send = send
+        self._pending: dict[str, tuple[Subscription, str, str, bool]] = {}
+        self._seq: dict[str, int] = defaultdict(int)
+        self._wake = asyncio.Event()
+        self._held: set[str] = set()
+        self.max_backlog = max_backlog
+        self.conflated = 0  # updates replaced before they were sent, since the last drain
+        self.sent = 0
+        self._on_overflow = on_overflow
+        self._task = asyncio.create_task(self._run())
+
+    def offer(self, sub: Subscription, data: str, timestamp: str, *, snapshot: bool = False) -> None:
+        waiting = self._pending.get(sub.key)
+        if waiting is not None:
+            if snapshot:
+                # An update came while the snapshot was computed: it is at least as new; it is
+                # what the client gets first, marked as the snapshot.
+                self._pending[sub.key] = (*waiting[:3], True)
+                return
+            self.conflated += 1
+            snapshot = waiting[3]
+            if self.conflated > self.max_backlog:
+                self._on_overflow()
+                return
+        self._pending[sub.key] = (sub, data, timestamp, snapshot)
+        if sub.key not in self._held:
+            self._wake.set()
+
+    def hold(self, sub_key: str) -> None:
+        """Keep this subscription's updates until :meth:`release` (while it is being confirmed)."""
+        self._held.add(sub_key)
+
+    def release(self, sub_key: str) -> None:
+        self._held.discard(sub_key)
+        if sub_key in self._pending:
+            self._wake.set()
+
+    def forget(self, sub_key: str) -> None:
+        self._pending.pop(sub_key, None)
+        self._seq.pop(sub_key, None)
+        self._held.discard(sub_key)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                key = next((k for k in self._pending if k not in self._held), None)
+                if key is None:
+                    break
+                sub, data, timestamp, snapshot = self._pending.pop(key)
+                self._seq[key] += 1
+                await self._send(_data_message(sub, data, timestamp, self._seq[key], snapshot))
+                self.sent += 1
+            self.conflated = 0
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+def _data_message(sub: Subscription, data: str, timestamp: str, seq: int, snapshot: bool) -> str:
+    # The data is encoded once per feed; only this small head is per subscription.
+    head = orjson.dumps(
+        {
+            "type": "data",
+            "channel": sub.feed.channel,
+            "instrument_key": sub.instrument_key,
+            "subscription_key": sub.key,
+            "timestamp": timestamp,
+            "seq": seq,
+            "snapshot": snapshot,
+        }
+    ).decode()
+    return f'{head[:-1]},"data":{data}}}'
+
+
+class Hub:
+    def __init__(self) -> None:
+        # topic -> feed -> outbox -> subscriptions of that outbox on that feed
+        self._topics: dict[str, dict[Feed, dict[Outbox, set[Subscription]]]] = {}
+        self._running: set[str] = set()
+        self._again: set[str] = set()
+        self._redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._listener: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.updates = 0  # topic computations run (tests and metrics)
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    async def add(self, outbox: Outbox, sub: Subscription) -> None:
+        feeds = self._topics.get(sub.topic)
+        if feeds is None:
+            feeds = self._topics[sub.topic] = {}
+            await self._pubsub.subscribe(sub.topic)
+            if self._listener is None or self._listener.done():
+                self._listener = asyncio.create_task(self._listen())
+        feeds.setdefault(sub.feed, {}).setdefault(outbox, set()).add(sub)
+
+    async def remove(self, outbox: Outbox, sub: Subscription) -> None:
+        feeds = self._topics.get(sub.topic)
+        if feeds is None:
+            return
+        outboxes = feeds.get(sub.feed, {})
+        subs = outboxes.get(outbox)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del outboxes[outbox]
+        if not outboxes:
+            feeds.pop(sub.feed, None)
+        if not feeds:
+            del self._topics[sub.topic]
+            try:
+                await self._pubsub.unsubscribe(sub.topic)
+            except (aioredis.RedisError, OSError) as exc:  # reconnection resubscribes what is left
+                log.warning("hub: unsubscribe %s failed: %s", sub.topic, exc)
+
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
+    # -- updates ------------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while self._topics:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("hub: Redis pub/sub unavailable (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1)
+                await self._resubscribe()
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            topic = message["channel"].decode()
+            self.schedule(topic)
+
+    async def _resubscribe(self) -> None:
+        try:
+            await self._pubsub.reset()
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            if self._topics:
+                await self._pubsub.subscribe(*self._topics)
+                # What was published while we were away: send the current values now.
+                for topic in list(self._topics):
+                    self.schedule(topic)
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("hub: resubscribe failed (%s)", exc)
+
+    def schedule(self, topic: str) -> None:
+        """Recompute the topic's feeds: now, or once more after the run in progress."""
+        if topic in self._running:
+            self._again.add(topic)
+            return
+        self._running.add(topic)
+        task = asyncio.create_task(self._update(topic))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _update(self, topic: str) -> None:
+        try:
+            while True:
+                self._again.discard(topic)
+                feeds = list(self._topics.get(topic, {}))
+                if feeds:
+                    results = await _compute(feeds)
+                    self.updates += 1
+                    self._deliver(topic, results)
+                if topic not in self._again:
+                    break
+        except Exception:
+            log.exception("hub: update of %s failed", topic)
+        finally:
+            self._running.discard(topic)
+
+    def _deliver(self, topic: str, results: dict[Feed, bytes | FeedError]) -> None:
+        timestamp = now_iso()
+        feeds = self._topics.get(topic, {})
+        for feed, result in results.items():
+            if isinstance(result, FeedError):
+                continue  # e.g. no data yet: subscribers got the reason with their snapshot
+            data = result.decode()
+            for outbox, subs in list(feeds.get(feed, {}).items()):
+                for sub in subs:
+                    outbox.offer(sub, data, timestamp)
+
+    async def current(self, sub: Subscription) -> bytes | FeedError:
+        """The feed's current data (a new subscription's snapshot), or why there is none."""
+        return (await _compute([sub.feed]))[sub.feed]
