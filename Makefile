@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BENCH_VENV := .venv-bench
 PORT ?= 8003
 
-.PHONY: run test bench lint format venv services db demo-env clean-run
+.PHONY: run test bench lint format venv services db static demo-env clean-run
 
 # uv installs the pinned requirements in seconds where pip takes minutes (make run's 90 s budget).
 # --compile-bytecode: uvicorn's worker processes import with -B (they never write .pyc files), so
@@ -19,6 +19,16 @@ $(VENV)/.installed: requirements/base.txt requirements/dev.txt requirements/boot
 
 venv: $(VENV)/.installed
 
+# The live page's charting library (uPlot, pinned in streaming/web/package-lock.json): npm ci puts
+# it in node_modules and collectstatic serves it as a static file; nothing is built.
+WEB_ASSETS := streaming/web/node_modules/.installed
+$(WEB_ASSETS): streaming/web/package.json streaming/web/package-lock.json
+	npm ci --prefix streaming/web --no-audit --no-fund --silent
+	@touch $@
+
+static: venv $(WEB_ASSETS)
+	$(PY) manage.py collectstatic --noinput -v 0
+
 services:
 	@scripts/ensure-services.sh
 
@@ -28,14 +38,13 @@ db: venv services
 	$(PY) manage.py ensure_partitions
 
 # The whole local topology with a simulated market, in the foreground; Ctrl-C stops all of it.
-run: db
+run: db static
 	@scripts/install-system-deps.sh
 	@mkdir -p .run
-	$(PY) manage.py collectstatic --noinput -v 0
 	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :$${FLOWER_PORT:-5555})"
 	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true WEB_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
 
-test: venv services
+test: venv services static
 	@scripts/install-system-deps.sh
 	@scripts/ensure-database.sh
 	$(VENV)/bin/pytest -n 2 --dist loadgroup --create-db $(PYTEST_ARGS)

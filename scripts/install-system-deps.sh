@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Install the system binaries the deploy tests need (docker-compose for `config`, nginx for `nginx -t`)
-# and the HTTP load generator `make bench` drives the web server with (wrk).
+# Install the system binaries the project needs: docker-compose (the deploy tests' `config`), nginx
+# (the public port of `make run`, and `nginx -t`), wrk (the HTTP load generator of `make bench`) and
+# chromium with chromium-driver (the live page's test in a real headless browser).
 #
 # Idempotent and quiet when everything is present. Run as root (make test / make bench call it) on
 # Debian 12. `apt-get update` is only run when an install from the current package lists fails,
 # so a machine that already has the binaries never touches the network.
 #
-# nginx is only used for `nginx -t`: the Debian package's postinst would start the service, so a
-# policy-rc.d that forbids service starts is in place for the duration of the install.
+# The Debian nginx package's postinst would start the system service (we run our own nginx with
+# our own config), so a policy-rc.d that forbids service starts is in place during the install.
 set -euo pipefail
 
 missing=()
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -55,8 +58,8 @@ if ! apt_install; then
     fi
 fi
 
-# The package enables nginx at boot under systemd; this nginx is ours (it was missing) and is
-# only ever used for `nginx -t`, so keep it stopped and disabled. Without systemd this is a no-op.
+# The package enables nginx at boot under systemd; the project runs nginx with its own config,
+# never the system service, so keep that stopped and disabled. Without systemd this is a no-op.
 case " ${missing[*]} " in
 *" nginx "*)
     if command -v systemctl >/dev/null 2>&1; then
@@ -65,7 +68,7 @@ case " ${missing[*]} " in
     ;;
 esac
 
-for bin in docker-compose nginx wrk; do
+for bin in docker-compose nginx wrk chromium chromedriver; do
     if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ]; then
         echo "install-system-deps: $bin still missing after install" >&2
         exit 1

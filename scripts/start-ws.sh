@@ -15,6 +15,9 @@ daphne)
     ;;
 uvicorn)
     cores=$("$PY" -c "import os; print(len(os.sched_getaffinity(0)))")
+    # Several worker processes: Prometheus samples go to files that /metrics on this port sums.
+    export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-.run/metrics-ws-$WS_PORT}
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
     workers=$("$PY" -c "print(max(1, round(float('${WS_WORKERS_PER_CORE:-1}') * $cores)))")
     exec "$BIN/uvicorn" signalsvc.asgi:application --host 127.0.0.1 --port "$WS_PORT" \
         --workers "$workers" --loop uvloop --http httptools --ws websockets-sansio --lifespan off \

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from signalsvc.marketdata import apis as market_apis
 from signalsvc.ops import apis as ops_apis
+from streaming.views import live_page
 
 api_v2 = [
     path("health/live", ops_apis.LiveApi.as_view(), name="health-live"),
@@ -18,6 +19,7 @@ api_v2 = [
 ]
 
 urlpatterns = [
+    path("", live_page, name="live"),
     path("api/v2/", include(api_v2)),
     path("metrics", ops_apis.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),

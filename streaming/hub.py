@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +29,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from streaming import metrics
 from streaming.feeds import FeedError, feeds_compute
 from streaming.protocol import Feed, Subscription
 
@@ -82,8 +84,12 @@ class Outbox:
                 self._pending[sub.key] = (*waiting[:3], True)
                 return
             self.conflated += 1
+            metrics.CONFLATED.inc()
             snapshot = waiting[3]
             if self.conflated > self.max_backlog:
+                metrics.DROPPED.inc(len(self._pending))
+                metrics.SLOW_CLIENTS_CLOSED.inc()
+                self._pending.clear()
                 self._on_overflow()
                 return
         self._pending[sub.key] = (sub, data, timestamp, snapshot)
@@ -108,6 +114,7 @@ class Outbox:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            drained = 0
             while True:
                 key = next((k for k in self._pending if k not in self._held), None)
                 if key is None:
@@ -115,7 +122,9 @@ class Outbox:
                 sub, data, timestamp, snapshot = self._pending.pop(key)
                 self._seq[key] += 1
                 await self._send(_data_message(sub, data, timestamp, self._seq[key], snapshot))
-                self.sent += 1
+                drained += 1
+            self.sent += drained
+            metrics.SENT.inc(drained)
             self.conflated = 0
 
     def close(self) -> None:
@@ -157,6 +166,7 @@ class Hub:
         if feeds is None:
             feeds = self._topics[sub.topic] = {}
             await self._pubsub.subscribe(sub.topic)
+            metrics.TOPICS.inc()
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen())
         feeds.setdefault(sub.feed, {}).setdefault(outbox, set()).add(sub)
@@ -175,6 +185,7 @@ class Hub:
             feeds.pop(sub.feed, None)
         if not feeds:
             del self._topics[sub.topic]
+            metrics.TOPICS.dec()
             try:
                 await self._pubsub.unsubscribe(sub.topic)
             except (aioredis.RedisError, OSError) as exc:  # reconnection resubscribes what is left
@@ -197,7 +208,7 @@ class Hub:
             if message is None or message.get("type") != "message":
                 continue
             topic = message["channel"].decode()
-            self.schedule(topic)
+            self.schedule(topic, announced=time.perf_counter())
 
     async def _resubscribe(self) -> None:
         try:
@@ -211,25 +222,28 @@ class Hub:
         except (aioredis.RedisError, OSError) as exc:
             log.warning("hub: resubscribe failed (%s)", exc)
 
-    def schedule(self, topic: str) -> None:
+    def schedule(self, topic: str, announced: float | None = None) -> None:
         """Recompute the topic's feeds: now, or once more after the run in progress."""
         if topic in self._running:
             self._again.add(topic)
             return
         self._running.add(topic)
-        task = asyncio.create_task(self._update(topic))
+        task = asyncio.create_task(self._update(topic, announced))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _update(self, topic: str) -> None:
+    async def _update(self, topic: str, announced: float | None) -> None:
         try:
             while True:
                 self._again.discard(topic)
+                started = announced or time.perf_counter()
                 feeds = list(self._topics.get(topic, {}))
                 if feeds:
                     results = await _compute(feeds)
                     self.updates += 1
                     self._deliver(topic, results)
+                    metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
+                announced = None
                 if topic not in self._again:
                     break
         except Exception:

@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
+        from signalsvc.accounts import schema  # noqa: F401 - registers the OpenAPI security scheme
         from signalsvc.accounts.models import ApiKey, Subscription, Tier
         from signalsvc.accounts.services import auth_changed
 

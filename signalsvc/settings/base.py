@@ -117,6 +117,8 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The live page's charting library, installed by npm (Makefile `static`, docker/Dockerfile).
+STATICFILES_DIRS = [("vendor/uplot", BASE_DIR / "streaming" / "web" / "node_modules" / "uplot" / "dist")]
 
 # Bodies above this are refused with 413 before parsing (POST /market/bars is the large one).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BODY_BYTES", default=10 * 1024 * 1024)
@@ -209,6 +211,8 @@ API_ANONYMOUS_READ = env.bool("API_ANONYMOUS_READ", default=not IS_PRODUCTION)
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=60.0)
 API_KEY_VERSION_CHECK_SECONDS = env.float("API_KEY_VERSION_CHECK_SECONDS", default=0.5)
 # Requests per minute for anonymous clients (per IP).
+# Where the live page links Flower (make run serves it on FLOWER_PORT).
+FLOWER_URL = env.str("FLOWER_URL", default=f"http://localhost:{env.int('FLOWER_PORT', default=5555)}")
 API_ANONYMOUS_RATE_PER_MINUTE = env.int("API_ANONYMOUS_RATE_PER_MINUTE", default=600)
 # Each web process writes its per-minute API aggregates to Redis this often (signalsvc/ops/metrics.py).
 API_METRICS_FLUSH_SECONDS = env.float("API_METRICS_FLUSH_SECONDS", default=1.0)

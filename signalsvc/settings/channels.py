@@ -22,3 +22,6 @@ WEBSOCKET_ANONYMOUS_SUBSCRIPTIONS = env.int("WEBSOCKET_ANONYMOUS_SUBSCRIPTIONS",
 # ALLOWED_HOSTS on any scheme and port. Clients that send no Origin (not browsers) are let in:
 # the check exists to stop other web pages from using a visitor's browser.
 WEBSOCKET_ALLOWED_ORIGINS = env.list("WEBSOCKET_ALLOWED_ORIGINS", default=[])
+# After this many new connections, once they stop arriving, the WebSocket process freezes its
+# objects out of the garbage collector's full passes (streaming/consumers.py).
+WEBSOCKET_GC_FREEZE_AFTER = env.int("WEBSOCKET_GC_FREEZE_AFTER", default=1000)

@@ -497,7 +497,12 @@ def test_dockerfile_app_stage() -> None:
     assert users == ["signal"]
     assert app.index(next(i for i in app if "collectstatic" in i)) < app.index("USER signal")
     cmd = next(i for i in app if i.startswith("CMD "))
-    assert '"daphne"' in cmd and '"8003"' in cmd and '"signalsvc.asgi:application"' in cmd
+    assert '"gunicorn"' in cmd and '"signalsvc.wsgi:application"' in cmd
+    assert "ENV WEB_BIND=0.0.0.0:8003" in app
+    # The live page's charting library comes from the node stage, before collectstatic.
+    assert app.index(next(i for i in app if i.startswith("COPY --from=web-assets"))) < app.index(
+        next(i for i in app if "collectstatic" in i)
+    )
 
 
 def test_dockerfile_default_target_is_the_app() -> None:

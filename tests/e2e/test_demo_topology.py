@@ -2,8 +2,10 @@
 port, gunicorn for REST, uvicorn for the WebSocket, worker, beat, ingest, flower, simulator) becomes ready, stores bars, and computes Greeks whose IV recovers the
 simulator's true volatility — then stops cleanly on SIGTERM."""
 
+import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import websockets
 from django.db import connection
 
 from tests.conftest import free_port, subprocess_env
@@ -78,6 +81,90 @@ def topology(tmp_path):
     log.close()
 
 
+# The seed's example, verbatim but for the port (typed line by line, as in a browser console).
+SEED_SNIPPET = (
+    "const ws = new WebSocket('ws://localhost:8003/api/v2/signals/subscriptions/websocket?client_id=user123');",
+    "ws.send(JSON.stringify({type: 'subscribe', channel: 'moneyness', instrument_key: 'moneyness_greeks',\n"
+    "                        params: {underlying: 'NIFTY', moneyness_level: 'ATM'}}));",
+)
+
+
+def _browser():
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    return webdriver.Chrome(options=options, service=service)
+
+
+def _live_page_in_a_browser(url: str, *, refresh: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    port = url.rsplit(":", 1)[1]
+    driver = _browser()
+    try:
+        driver.get(url + "/")
+        # 1. The seed's snippet in the page's console: line one, wait for the socket, line two.
+        first, second = (line.replace("localhost:8003", f"localhost:{port}") for line in SEED_SNIPPET)
+        driver.execute_script(first.replace("const ws =", "window.ws =") + " window.seen = [];"
+                              " ws.addEventListener('message', (e) => window.seen.push(JSON.parse(e.data)));")  # fmt: skip
+        wait_for(
+            "seed socket open", lambda: driver.execute_script("return window.ws.readyState") == 1, 15, 0.2
+        )
+        driver.execute_script(second)
+        seen = wait_for(
+            "seed snapshot",
+            lambda: (lambda m: m if sum(x["type"] == "data" for x in m) >= 1 else None)(
+                driver.execute_script("return window.seen")
+            ),
+            15,
+            0.2,
+        )
+        assert [m["type"] for m in seen][:3] == ["connection", "subscription", "data"]
+        assert seen[2]["data"]["moneyness_level"] == "ATM"
+
+        # 2. The page itself: connected, the ATM Greeks and IV shown, and new updates counted.
+        status = driver.find_element(By.ID, "status")
+        try:
+            wait_for("page connected", lambda: status.get_attribute("data-state") == "connected", 15, 0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; browser log: {driver.get_log('browser')}") from None
+        count = lambda: int(driver.find_element(By.ID, "updates").text or 0)  # noqa: E731
+        wait_for("page snapshots", lambda: count() >= 2, 15, 0.2)
+        before = count()
+        assert requests.get(refresh, timeout=30).status_code == 200
+        wait_for("page update", lambda: count() > before, 30, 0.2)
+        assert driver.find_element(By.ID, "atm-iv").text.endswith("%")
+        delta = driver.find_element(
+            By.CSS_SELECTOR, '#greeks-table tr[data-side="calls"] td[data-greek="delta"]'
+        )
+        assert 0 < float(delta.text) < 1
+        smile = driver.find_element(By.ID, "smile-detail")
+        wait_for("smile drawn", lambda: "out-of-the-money options" in smile.text, 10, 0.2)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+
+
+async def _seed_websocket(url: str, *, refresh: str) -> list[dict]:
+    ws_url = url.replace("http://", "ws://") + "/api/v2/signals/subscriptions/websocket?client_id=user123"
+    async with websockets.connect(ws_url, open_timeout=10) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "moneyness", "instrument_key": "moneyness_greeks",
+                                  "params": {"underlying": "NIFTY", "moneyness_level": "ATM"}}))  # fmt: skip
+        messages = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(3)]
+        # A new chain computation (on demand here; every minute from beat) is pushed to the socket.
+        status = await asyncio.to_thread(lambda: requests.get(refresh, timeout=30).status_code)
+        assert status == 200
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if message["type"] == "data":
+                return [*messages, message]
+
+
 def test_demo_topology_end_to_end(topology):
     url = topology["url"]
 
@@ -127,6 +214,26 @@ def test_demo_topology_end_to_end(topology):
         f"{url}/api/v2/signals/realtime/moneyness/NIFTY/atm-iv?expiry_date={expiry}", timeout=5
     ).json()
     assert atm_iv["iv"] == pytest.approx(expiries[expiry]["atm_vol"], abs=0.0025)  # 0.25 vol points
+
+    # The seed's WebSocket example on the same public port (nginx -> uvicorn), with a real client
+    # library: the confirmation, the snapshot, then an update when the chain is computed again.
+    messages = asyncio.run(
+        _seed_websocket(url, refresh=f"{url}/api/v2/signals/realtime/greeks/{key}?refresh=true")
+    )
+    assert messages[0]["type"] == "connection" and messages[0]["client_id"] == "user123"
+    assert (messages[1]["type"], messages[1]["status"]) == ("subscription", "subscribed")
+    snapshot, update = messages[2], messages[3]
+    assert (snapshot["type"], snapshot["seq"], snapshot["snapshot"]) == ("data", 1, True)
+    assert snapshot["data"]["moneyness_level"] == "ATM" and snapshot["data"]["underlying"] == "NIFTY"
+    assert (update["type"], update["seq"], update["snapshot"]) == ("data", 2, False)
+    assert update["data"]["timestamp"] >= snapshot["data"]["timestamp"]
+
+    # The live page at / in a real headless browser: the seed's snippet verbatim, then the page's
+    # own feed, which must show the ATM Greeks and IV and count new updates as chains are computed.
+    _live_page_in_a_browser(
+        url.replace("127.0.0.1", "localhost"),
+        refresh=f"{url}/api/v2/signals/realtime/greeks/{key}?refresh=true",
+    )
 
     # A burst of concurrent requests through the public port: every one answered, and PostgreSQL
     # sees a bounded number of connections (one per gunicorn worker, not one per request).
