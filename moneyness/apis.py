@@ -37,6 +37,7 @@ from moneyness.schemas import (
 )
 from signalsvc.api.batch import batch_items, batch_results
 from signalsvc.api.errors import ApiError
+from signalsvc.api.response_cache import versioned
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument
@@ -406,26 +407,31 @@ class HistoricalLevelGreeksApi(APIView):
             )
         with api_errors():
             ref = selectors.underlying_get(underlying)
-        rows = selectors.level_series_at(
-            underlying=ref,
-            level=parsed.name,
-            timeframe=timeframe,
-            start=start,
-            end=end,
-            agg=agg,
-            expiry=expiry,
-        )
-        series = []
-        for row in rows:
-            point = _bucket_point(row, (), selectors.LEVEL_META)
-            point["value"] = {
-                group: {f: row[f"{group}_{f}"] for f in ("delta", "gamma", "theta", "vega", "rho", "iv")}
-                | {"count": row[f"{group}_count"]}
-                for group in ("all", "calls", "puts")
-            }
-            series.append(point)
-        base = _series_base(ref, start, end, timeframe, agg) | {"moneyness_level": parsed.name}
-        return json_response(base | {"data_points": len(series), "time_series": series})
+
+        def compute():
+            rows = selectors.level_series_at(
+                underlying=ref,
+                level=parsed.name,
+                timeframe=timeframe,
+                start=start,
+                end=end,
+                agg=agg,
+                expiry=expiry,
+            )
+            series = []
+            for row in rows:
+                point = _bucket_point(row, (), selectors.LEVEL_META)
+                point["value"] = {
+                    group: {f: row[f"{group}_{f}"] for f in ("delta", "gamma", "theta", "vega", "rho", "iv")}
+                    | {"count": row[f"{group}_count"]}
+                    for group in ("all", "calls", "puts")
+                }
+                series.append(point)
+            base = _series_base(ref, start, end, timeframe, agg) | {"moneyness_level": parsed.name}
+            return json_response(base | {"data_points": len(series), "time_series": series})
+
+        # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
+        return versioned(request, underlying_key=ref.key, compute=compute)
 
 
 class HistoricalAtmIvApi(APIView):
@@ -478,22 +484,27 @@ class HistoricalAtmIvApi(APIView):
             )
         with api_errors():
             ref = selectors.underlying_get(underlying)
-        base = _series_base(ref, start, end, timeframe, agg) | {"moneyness": "ATM"}
-        if tenor is not None:
-            rows = selectors.constant_maturity_series_at(
-                underlying=ref, tenor_days=tenor, timeframe=timeframe, start=start, end=end, agg=agg
+
+        def compute():
+            base = _series_base(ref, start, end, timeframe, agg) | {"moneyness": "ATM"}
+            if tenor is not None:
+                rows = selectors.constant_maturity_series_at(
+                    underlying=ref, tenor_days=tenor, timeframe=timeframe, start=start, end=end, agg=agg
+                )
+                series = [_bucket_point(r, selectors.CM_VALUES, selectors.CM_META) for r in rows]
+                base["tenor"] = f"{tenor}d"
+            else:
+                rows = selectors.atm_iv_series_at(
+                    underlying=ref, timeframe=timeframe, start=start, end=end, agg=agg, expiry=expiry
+                )
+                series = [_bucket_point(r, selectors.ATM_IV_VALUES, selectors.ATM_IV_META) for r in rows]
+            statistics = selectors.series_statistics([p["value"]["iv"] for p in series])
+            return json_response(
+                base | {"data_points": len(series), "statistics": statistics, "time_series": series}
             )
-            series = [_bucket_point(r, selectors.CM_VALUES, selectors.CM_META) for r in rows]
-            base["tenor"] = f"{tenor}d"
-        else:
-            rows = selectors.atm_iv_series_at(
-                underlying=ref, timeframe=timeframe, start=start, end=end, agg=agg, expiry=expiry
-            )
-            series = [_bucket_point(r, selectors.ATM_IV_VALUES, selectors.ATM_IV_META) for r in rows]
-        statistics = selectors.series_statistics([p["value"]["iv"] for p in series])
-        return json_response(
-            base | {"data_points": len(series), "statistics": statistics, "time_series": series}
-        )
+
+        # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
+        return versioned(request, underlying_key=ref.key, compute=compute)
 
 
 # -- batch -------------------------------------------------------------------------------------------------

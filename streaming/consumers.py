@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
-import socket
 import time
 import uuid
 import weakref
@@ -32,7 +30,6 @@ from streaming.protocol import ProtocolError, Subscription, parse_message, subsc
 
 log = logging.getLogger(__name__)
 
-NODE = f"{socket.gethostname()}:{os.getpid()}"
 CLOSE_TRY_AGAIN_LATER = 1013  # over WEBSOCKET_MAX_CONNECTIONS
 CLOSE_POLICY = 1008  # flooding, a client that does not read, a forbidden origin
 CLOSE_UNAUTHORIZED = 4401  # bad or missing API key
@@ -130,7 +127,6 @@ class SignalConsumer(AsyncWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.client_id = (query.get("client_id") or [""])[0][:128]
         self.connection_id = str(uuid.uuid4())
-        self.node = NODE
         self.subscriptions: dict[str, Subscription] = {}
         self.outbox: Outbox | None = None
         self.tasks: list[asyncio.Task] = []
@@ -164,7 +160,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
             return
         if self.api_key is not None:
             limit = self.api_key.tier.websocket_connections
-            if not await tracking.connection_claim(self.api_key.pk, self.connection_id, limit):
+            if not await tracking.tracker().claim(self.api_key.pk, self.connection_id, limit):
                 await self._refuse(
                     "too_many_connections",
                     f"this API key's tier allows {limit} WebSocket connections",
@@ -207,14 +203,14 @@ class SignalConsumer(AsyncWebsocketConsumer):
                 await local.remove(self.outbox, sub)
             metrics.SUBSCRIPTIONS.dec(len(self.subscriptions))
             self.subscriptions.clear()
-            await tracking.connection_forget(self.connection_id)
+            tracking.tracker().connection_forget(self.connection_id)
         if getattr(self, "counted", False):
             _open_connections -= 1
             self.counted = False
             metrics.CONNECTIONS.dec()
             _live.discard(self)
             if self.api_key is not None:
-                await tracking.connection_release(self.api_key.pk, self.connection_id)
+                await tracking.tracker().release(self.api_key.pk, self.connection_id)
 
     # -- client messages ----------------------------------------------------------------------
 
@@ -289,7 +285,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
             if not again:
                 self.subscriptions[sub.key] = sub
                 metrics.SUBSCRIPTIONS.inc()
-                await tracking.subscription_add(self, sub)
+                tracking.tracker().subscription_add(self, sub)
             await self._confirm(sub, "subscribed")
             if isinstance(current, FeedError):
                 await self._error(
@@ -311,7 +307,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         metrics.SUBSCRIPTIONS.dec()
         self.outbox.forget(sub.key)
         await hub().remove(self.outbox, sub)
-        await tracking.subscription_remove(self.connection_id, sub.key)
+        tracking.tracker().subscription_remove(self.connection_id, sub.key)
         await self._confirm(sub, "unsubscribed")
 
     # -- server messages ----------------------------------------------------------------------
@@ -337,7 +333,6 @@ class SignalConsumer(AsyncWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
             await self._json({"type": "heartbeat", "timestamp": timezone.now().isoformat()})
-            await tracking.connection_touch(self)
 
     async def _error(self, code: str, message: str, details: dict | None = None) -> None:
         await self._json({"type": "error", "code": code, "message": message, "details": details or {}})

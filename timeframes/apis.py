@@ -23,8 +23,9 @@ from rest_framework.views import APIView
 from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
+from signalsvc.api.response_cache import versioned
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
-from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey
+from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import InstrumentRef, UnknownInstrument, instrument_ref
 from signalsvc.marketdata.selectors import bars_range
@@ -248,6 +249,31 @@ class HistoricalGreeksApi(APIView):
         expiry = date_from("expiry_date", q.get("expiry_date"))
         start, end = range_from(q)
         instrument = instrument_ref(key)
+        if instrument.product == OPTIONS and expiry is not None:
+            raise ApiError(
+                status_code=400,
+                code="invalid_parameter",
+                message="expiry_date applies to underlying keys only; an option key has its own expiry",
+            )
+        if instrument.product not in (OPTIONS, SPOT):
+            raise ApiError(
+                status_code=400,
+                code="not_an_option",
+                message=f"{instrument.key} has no Greeks: use an option key, or an underlying (equity_spot) key "
+                "for its ATM series",
+            )
+        underlying = (
+            parse_key(instrument.key).underlying_key if instrument.product == OPTIONS else instrument.key
+        )
+        # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
+        return versioned(
+            request,
+            underlying_key=underlying,
+            compute=lambda: self._series(instrument, timeframe, agg, expiry, start, end),
+        )
+
+    @staticmethod
+    def _series(instrument: InstrumentRef, timeframe, agg, expiry, start, end):
         base = {
             "instrument_key": instrument.key,
             "start_time": iso(start),
@@ -256,12 +282,6 @@ class HistoricalGreeksApi(APIView):
             "agg": agg,
         }
         if instrument.product == OPTIONS:
-            if expiry is not None:
-                raise ApiError(
-                    status_code=400,
-                    code="invalid_parameter",
-                    message="expiry_date applies to underlying keys only; an option key has its own expiry",
-                )
             rows = selectors.option_series_at(
                 instrument_id=instrument.id, timeframe=timeframe, start=start, end=end, agg=agg
             )
@@ -284,13 +304,6 @@ class HistoricalGreeksApi(APIView):
             ]
             return json_response(
                 {**base, "series": "option", "data_points": len(series), "time_series": series}
-            )
-        if instrument.product != SPOT:
-            raise ApiError(
-                status_code=400,
-                code="not_an_option",
-                message=f"{instrument.key} has no Greeks: use an option key, or an underlying (equity_spot) key "
-                "for its ATM series",
             )
         rows = selectors.atm_series_at(
             underlying_id=instrument.id, timeframe=timeframe, start=start, end=end, agg=agg, expiry=expiry

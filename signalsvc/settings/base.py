@@ -150,6 +150,9 @@ MARKET_DATA_BATCH = env.int("MARKET_DATA_BATCH", default=2000)
 # Bar changes are announced at most this often per instrument (signalsvc/marketdata/bar_events.py):
 # values derived from bars (realtime indicators, the `bars` feed) lag the ticks by at most this.
 BAR_EVENT_INTERVAL_SECONDS = env.float("BAR_EVENT_INTERVAL_SECONDS", default=1.0)
+# Historical Greeks, ATM IV and moneyness responses are cached per chain version; rows written
+# other than by the chain computation show after this at the latest (signalsvc/api/response_cache.py).
+HISTORY_CACHE_TTL_SECONDS = env.int("HISTORY_CACHE_TTL_SECONDS", default=600)
 # A stored latest indicator value (timeframes/indicator_latest.py) that nobody reads expires after this.
 INDICATOR_LATEST_TTL_SECONDS = env.int("INDICATOR_LATEST_TTL_SECONDS", default=3600)
 MARKET_BARS_MAX_ROWS = env.int("MARKET_BARS_MAX_ROWS", default=50_000)
@@ -223,7 +226,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["signalsvc.accounts.throttling.TierRateThrottle"],
     "EXCEPTION_HANDLER": "signalsvc.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["signalsvc.api.renderers.OrjsonRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of the REST process (1 behind nginx: the client is the last X-Forwarded-For

@@ -225,3 +225,28 @@ def test_metrics_count_connections_subscriptions_and_messages(live):
     assert during["signal_ws_messages_sent_total"] >= before["signal_ws_messages_sent_total"] + 1
     assert sample("signal_ws_connections") == before["signal_ws_connections"]
     assert sample("signal_ws_subscriptions") == before["signal_ws_subscriptions"]
+
+
+def test_rows_of_a_dead_node_are_swept_and_the_admin_lists_the_rest(admin_client):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from streaming.models import WebSocketSubscription
+    from streaming.tasks import subscriptions_sweep
+
+    now = timezone.now()
+
+    def row(connection: str, seen: dt.datetime) -> WebSocketSubscription:
+        return WebSocketSubscription.objects.create(
+            node="host:1", connection_id=connection, client_id="desk", channel="atm_iv",
+            subscription_key=f"atm_iv:{connection}", instrument_key="NIFTY", last_seen=seen,
+        )  # fmt: skip
+
+    row("alive", now)
+    row("dead", now - dt.timedelta(minutes=10))
+
+    assert subscriptions_sweep() == 1
+    assert list(WebSocketSubscription.objects.values_list("connection_id", flat=True)) == ["alive"]
+    page = admin_client.get("/admin/streaming/websocketsubscription/")
+    assert page.status_code == 200 and b"atm_iv:alive" in page.content

@@ -14,6 +14,7 @@ from django.test import override_settings
 from greeks.services import chain_compute
 from signalsvc.marketdata.stream import ticks_ingest
 from streaming.models import WebSocketSubscription
+from streaming.tracking import tracker
 from tests.conftest import DEMO_START
 from tests.streaming.conftest import NIFTY, SEED_SUBSCRIBE, connect, receive, receive_until, send
 
@@ -164,6 +165,7 @@ def test_unsubscribe_stops_updates_and_removes_the_row(live):
         await send(ws, SEED_SUBSCRIBE)
         key = (await receive(ws))["subscription_key"]
         await receive(ws)
+        await tracker().flush()  # the process writes its rows every half second
         rows = await sync_to_async(
             lambda: list(WebSocketSubscription.objects.values("channel", "subscription_key", "client_id"))
         )()
@@ -171,6 +173,7 @@ def test_unsubscribe_stops_updates_and_removes_the_row(live):
         gone = await receive(ws)
         await send(ws, {"type": "unsubscribe", **{k: v for k, v in SEED_SUBSCRIBE.items() if k != "type"}})
         again = await receive(ws)
+        await tracker().flush()
         after = await sync_to_async(WebSocketSubscription.objects.count)()
         await send(ws, {"type": "list"})
         listing = await receive(ws)
@@ -191,8 +194,10 @@ def test_rows_go_with_the_socket(live):
         await receive(ws)
         await send(ws, SEED_SUBSCRIBE)
         await receive(ws)
+        await tracker().flush()
         during = await sync_to_async(WebSocketSubscription.objects.count)()
         await ws.disconnect()
+        await tracker().flush()
         return during
 
     assert run(scenario) == 1
