@@ -24,7 +24,6 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-import orjson
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -132,19 +131,10 @@ class Outbox:
 
 
 def _data_message(sub: Subscription, data: str, timestamp: str, seq: int, snapshot: bool) -> str:
-    # The data is encoded once per feed; only this small head is per subscription.
-    head = orjson.dumps(
-        {
-            "type": "data",
-            "channel": sub.feed.channel,
-            "instrument_key": sub.instrument_key,
-            "subscription_key": sub.key,
-            "timestamp": timestamp,
-            "seq": seq,
-            "snapshot": snapshot,
-        }
-    ).decode()
-    return f'{head[:-1]},"data":{data}}}'
+    # The data is encoded once per feed and the subscription's fields once per subscription; only
+    # the sequence number and the flag are written per message.
+    flag = "true" if snapshot else "false"
+    return f'{{"type":"data",{sub.json_fields},"timestamp":"{timestamp}","seq":{seq},"snapshot":{flag},"data":{data}}}'
 
 
 class Hub:

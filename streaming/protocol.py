@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 
 import orjson
 
@@ -61,6 +62,16 @@ class Subscription:
     feed: Feed
     topic: str  # Redis pub/sub channel announcing updates of the feed
     instrument_key: str  # as the client wrote it (echoed in data messages)
+
+    @cached_property
+    def json_fields(self) -> str:
+        """The subscription's fields of a data message, as JSON object members (encoded once)."""
+        fields = {
+            "channel": self.feed.channel,
+            "instrument_key": self.instrument_key,
+            "subscription_key": self.key,
+        }
+        return orjson.dumps(fields).decode()[1:-1]
 
 
 def parse_message(text: str) -> dict:
