@@ -17,15 +17,13 @@ Workloads and rows:
    delta picks, 30-day value; ``moneyness_store``; ``moneyness_publish``) and its share of the whole
    (median of the per-run shares; target < 10 %), and the smile fit (``smile``, a step of its own,
    issue 8's item 5), alone and added to the moneyness part.
-2. **ATM IV history**: the NSE sessions of the 30 calendar days before today
-   (``get_calendar("NSE")``, 19-21 x 375 minutes) of ``signal_atm_iv`` for a bench underlying ``NSE@BENCHMNY@equity_spot`` with weekly
-   (Tuesday) option expiries registered: one row per (expiry, minute) for every expiry listed that
-   day (each expiry on or after the session's date), ~28,000 rows of realistic values (a random
-   walk spot, forward, ATM/call/put IV with term structure and skew, Black-76 Greeks of the ATM
-   call and put), loaded by COPY (``copy_upsert``) and reloaded only when not exactly there. Timed
-   in-process through Django's test client over the whole month at 5m (75 buckets a session):
-   ``GET historical/moneyness/BENCHMNY/atm-iv/history`` and ``GET historical/greeks/<key>`` (the
-   ATM series of each session's front expiry, same table). These endpoints have no application
+2. **ATM IV history**: a month of ``signal_atm_iv`` of the bench underlying
+   ``NSE@BENCHMNY@equity_spot`` (``benchmarks/history.py``: the NSE sessions of the 30 calendar
+   days before today, weekly expiries, ~28,000 rows of realistic values, loaded by COPY and
+   reloaded only when not exactly there). Timed in-process through Django's test client
+   over the whole month at 5m (75 buckets a session): ``GET
+   historical/moneyness/BENCHMNY/atm-iv/history`` and ``GET historical/greeks/<key>`` (the ATM
+   series of each session's front expiry, same table). These endpoints have no application
    cache, so *cold* = a new PostgreSQL connection (Django's closed before each call; the time to
    open it is in the request and shown apart) and a range not asked before, with the in-process
    instrument-id cache cleared; PostgreSQL's shared buffers and the OS page cache stay warm (they
@@ -33,15 +31,16 @@ Workloads and rows:
    connection. Baseline in the same run: the SQL bucketing alone (``atm_iv_series_at`` and
    ``atm_series_at`` called directly, warm connection), so the HTTP + JSON share is visible.
    Target (issue 8): the ATM series < 100 ms cold.
-3. **Realtime under load**: the web server started as ``make run``'s Procfile does (daphne, one
-   process, on a free port, bench database and Redis DB 9, ``MARKET_CALENDAR=NSE-DEMO``, anonymous
-   reads with an unreachable rate limit), loaded from a second process by
+3. **Realtime under load**: the web server as ``make run`` started it before the serving issue
+   (daphne, one process, on a free port, bench database and Redis DB 9, ``MARKET_CALENDAR=NSE-DEMO``,
+   anonymous reads with an unreachable rate limit; ``bench_serving`` measures the Procfile's
+   nginx + gunicorn beside it), loaded from a second process by
    ``wrk -t2 -c16 --latency`` on ``realtime/moneyness/NIFTY/greeks/ATM``, ``.../greeks/OTM7``
    (not stored: computed from the snapshot), ``.../atm-iv`` and the baseline ``/api/v2/health/live``
    of the same server: 8 s of load per endpoint, as two 4-second runs, the second round in the
    reverse order (the machine is shared and its load drifts: one 8-second run each in a fixed order
    made atm-iv, run last, look 2.2x slower than greeks/ATM, which costs more in-process). The
-   chain read is the one row 1 computed. median = wrk's p50 (mean of the two runs); the note has the worse p99,
+   chain read is the one row 1 computed. median = wrk's p50 (mean of the two runs), items/s = requests/s; the note has the worse p99,
    requests/s and errors (non-2xx, socket). Skipped (with the reason, no number) when wrk is not
    installed (``scripts/install-system-deps.sh`` installs it). No target was set; the ratio to the
    trivial endpoint is the comparison. The server is stopped with SIGTERM once idle; a row says so
@@ -54,26 +53,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import numpy as np
-
+from benchmarks import loadgen
 from benchmarks.common import Result, load_note, median_time, verdict
-
-IST = ZoneInfo("Asia/Kolkata")
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.history import HIST_KEY, HIST_SYMBOL, history_load, history_sessions
 
 NIFTY = "NSE@NIFTY@equity_spot"
 DEMO_SEED = 7
@@ -84,18 +70,12 @@ SHARE_TARGET = 0.10
 MONEYNESS_STEPS = ("moneyness", "moneyness_store", "moneyness_publish")
 GREEKS_STEPS = ("price", "store", "publish")
 
-HIST_SYMBOL = "BENCHMNY"
-HIST_KEY = f"NSE@{HIST_SYMBOL}@equity_spot"
-HIST_DAYS = 30
 HIST_TIMEFRAME = "5m"
-STRIKE_STEP = 50.0
-RATE = 0.065
 COLD_TARGET_S = 0.100
 
-WRK_ARGS = ("-t2", "-c16", "--latency")
+WRK_CONNECTIONS = 16
 WRK_ROUNDS = 2  # x WRK_SECONDS per endpoint: 8 s of load each, in two halves
 WRK_SECONDS = 4
-STOP_TIMEOUT_S = 10.0
 REALTIME_PATHS = (
     ("health/live (baseline)", "/api/v2/health/live"),
     ("greeks/ATM (stored level)", "/api/v2/signals/realtime/moneyness/NIFTY/greeks/ATM"),
@@ -218,164 +198,6 @@ def _chain_rows() -> list[Result]:
 # -- 2. ATM IV history ------------------------------------------------------------------------------
 
 
-def _history_sessions():
-    from signalsvc.core.calendar import get_calendar
-
-    today = dt.datetime.now(IST).date()
-    end = dt.datetime.combine(today, dt.time(0), tzinfo=IST)  # whole days only: stable all day
-    return get_calendar("NSE").sessions_overlapping(end - dt.timedelta(days=HIST_DAYS), end)
-
-
-def _expiries(sessions) -> list[dt.date]:
-    """Weekly expiries (Tuesday; the previous session when the Tuesday is a holiday) from the
-    first session's week to the first one after the last session, and one more."""
-    from signalsvc.core.calendar import get_calendar
-
-    calendar = get_calendar("NSE")
-    day = sessions[0].date + dt.timedelta(days=(1 - sessions[0].date.weekday()) % 7)
-    out: list[dt.date] = []
-    while len([e for e in out if e > sessions[-1].date]) < 2:
-        before = calendar.sessions(day - dt.timedelta(days=6), day)
-        out.append(before[-1].date if before else day)
-        day += dt.timedelta(days=7)
-    return out
-
-
-def _expiry_instant(expiry: dt.date) -> np.datetime64:
-    from greeks.services import expiry_datetime
-
-    return np.datetime64(expiry_datetime(expiry).astimezone(dt.UTC).replace(tzinfo=None), "us")
-
-
-def _history_frame(sessions, expiries) -> dict[str, np.ndarray]:
-    """Per (expiry, minute) columns of ``signal_atm_iv``, deterministic (seeded)."""
-    from greeks import engine
-    from greeks.engine.chain import year_fraction
-
-    minute = dt.timedelta(minutes=1)
-    stamps = [s.open + i * minute for s in sessions for i in range(s.minutes)]
-    days = np.array([s.date for s in sessions for _ in range(s.minutes)], dtype="datetime64[D]")
-    ts = np.array([t.replace(tzinfo=None) for t in stamps], dtype="datetime64[us]")
-    rng = np.random.default_rng(8)
-    n = ts.size
-    spot = 24_000.0 + np.cumsum(rng.normal(0.0, 4.0, n))
-    level = np.clip(0.13 + np.cumsum(rng.normal(0.0, 0.0004, n)), 0.08, 0.30)  # short-dated ATM vol
-    parts: dict[str, list[np.ndarray]] = {}
-    for expiry in expiries:
-        live = days <= np.datetime64(expiry)
-        if not live.any():
-            continue
-        t = year_fraction((_expiry_instant(expiry) - ts[live]) / np.timedelta64(1, "s"))
-        s = spot[live]
-        forward = s * np.exp(RATE * t)
-        m = int(live.sum())
-        iv = level[live] + 0.01 * np.sqrt(t) + rng.normal(0.0, 0.0015, m)  # term structure, noise
-        call_iv = iv - 0.0015 + rng.normal(0.0, 0.0005, m)
-        put_iv = iv + 0.0015 + rng.normal(0.0, 0.0005, m)
-        strike = np.round(forward / STRIKE_STEP) * STRIKE_STEP
-        lower = np.floor(forward / STRIKE_STEP) * STRIKE_STEP
-        call = engine.greeks("call", forward, strike, t, RATE, call_iv, model="black76")
-        put = engine.greeks("put", forward, strike, t, RATE, put_iv, model="black76")
-        columns = {
-            "ts": ts[live], "expiry": np.full(m, np.datetime64(expiry)), "underlying_price": s,
-            "forward": forward, "time_to_expiry": t, "atm_strike": strike, "iv": iv, "call_iv": call_iv,
-            "put_iv": put_iv, "iv_skew": put_iv - call_iv, "lower_strike": lower,
-            "upper_strike": lower + STRIKE_STEP, "option_count": 290 - rng.integers(0, 8, m),
-        }  # fmt: skip
-        for side, values in (("call", call), ("put", put)):
-            for name in ("delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm"):
-                columns[f"{side}_{name}"] = values[name]
-            columns[f"{side}_option_price"] = values["price"]
-        for name, values in columns.items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(values) for name, values in parts.items()}
-
-
-def _history_load(sessions) -> tuple[int, int]:
-    """The bench underlying, its options and its ATM IV rows (reloaded only when not exactly
-    there). Returns (underlying id, rows)."""
-    from django.db import connection, transaction
-
-    from moneyness.services import ATM_COLUMNS, ATM_TABLE
-    from signalsvc.core.keys import OPTIONS, InstrumentSpec, build_key
-    from signalsvc.db.copy import copy_upsert
-    from signalsvc.db.partitions import partitions_ensure
-    from signalsvc.instruments.models import Instrument
-    from signalsvc.instruments.services import instruments_upsert
-
-    expiries = _expiries(sessions)
-    frame = _history_frame(sessions, expiries)
-    today = dt.datetime.now(IST).date()
-    strikes = np.arange(
-        frame["atm_strike"].min() - 10 * STRIKE_STEP,
-        frame["atm_strike"].max() + 11 * STRIKE_STEP,
-        STRIKE_STEP,
-    )
-    specs = [InstrumentSpec.from_key(HIST_KEY)] + [
-        InstrumentSpec.from_key(
-            build_key("NSE", HIST_SYMBOL, OPTIONS, e, side, float(k)), lot_size=75, active=e >= today
-        )
-        for e in expiries
-        for k in strikes
-        for side in ("call", "put")
-    ]
-    instruments_upsert(specs=specs)
-    underlying_id = Instrument.objects.get(key=HIST_KEY).id
-    n = frame["ts"].size
-    first = frame["ts"].min().astype(dt.datetime).replace(tzinfo=dt.UTC)
-    last = frame["ts"].max().astype(dt.datetime).replace(tzinfo=dt.UTC)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT count(*), min(ts), max(ts), sum(iv) FROM {ATM_TABLE} WHERE underlying_id = %s",
-            [underlying_id],
-        )
-        count, lo, hi, iv_sum = cur.fetchone()
-    if count == n and lo == first and hi == last and abs((iv_sum or 0.0) - frame["iv"].sum()) < 1e-6 * n:
-        return underlying_id, n
-
-    ids = {
-        (expiry, option_type, float(strike)): i
-        for i, expiry, option_type, strike in Instrument.objects.filter(
-            symbol=HIST_SYMBOL, product=OPTIONS
-        ).values_list("id", "expiry", "option_type", "strike")
-    }
-    stamps = [t.replace(tzinfo=dt.UTC) for t in frame["ts"].astype(dt.datetime)]
-    expiry_dates = frame["expiry"].astype(object).tolist()
-    strike_list = frame["atm_strike"].tolist()
-    written = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    columns = {name: values.tolist() for name, values in frame.items() if name not in ("ts", "expiry")}
-    columns.update(
-        underlying_id=[underlying_id] * n,
-        expiry=expiry_dates,
-        ts=stamps,
-        source_ts=[t + dt.timedelta(seconds=12) for t in stamps],
-        model=["black76"] * n,
-        forward_source=["future"] * n,
-        call_instrument_id=[ids[(e, "call", k)] for e, k in zip(expiry_dates, strike_list, strict=True)],
-        put_instrument_id=[ids[(e, "put", k)] for e, k in zip(expiry_dates, strike_list, strict=True)],
-        svi_points=[0] * n,  # the smile fit is not read by these endpoints
-        svi_status=["not_loaded"] * n,
-        computed_at=[written] * n,
-    )
-    for name in ("svi_a", "svi_b", "svi_rho", "svi_m", "svi_sigma", "svi_rmse_vol"):
-        columns[name] = [None] * n
-    rows = list(zip(*(columns[c] for c in ATM_COLUMNS), strict=True))
-    key = ["underlying_id", "expiry", "ts"]
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(f"DELETE FROM {ATM_TABLE} WHERE underlying_id = %s", [underlying_id])
-        partitions_ensure(table=ATM_TABLE, start=first, end=last)
-        copy_upsert(
-            table=ATM_TABLE,
-            columns=ATM_COLUMNS,
-            rows=rows,
-            conflict=key,
-            update_sql=", ".join(f"{c} = excluded.{c}" for c in ATM_COLUMNS if c not in key),
-        )
-    with connection.cursor() as cur:
-        cur.execute(f"ANALYZE {ATM_TABLE}")
-    return underlying_id, n
-
-
 def _history_rows() -> list[Result]:
     from django.conf import settings
     from django.db import connection, connections
@@ -387,8 +209,8 @@ def _history_rows() -> list[Result]:
 
     if settings.MARKET_CALENDAR != "NSE":
         raise RuntimeError(f"MARKET_CALENDAR is {settings.MARKET_CALENDAR}: the history is loaded for NSE")
-    sessions = _history_sessions()
-    underlying_id, rows = _history_load(sessions)
+    sessions = history_sessions()
+    underlying_id, rows = history_load(sessions)
     client = Client()
     start, end = sessions[0].open, sessions[-1].close
     timeframe = selectors.timeframe_parse(HIST_TIMEFRAME)
@@ -471,128 +293,29 @@ def _history_rows() -> list[Result]:
 # -- 3. realtime under load ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def _seconds(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if match is None:
-        raise ValueError(f"unexpected wrk duration {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_wrk(output: str) -> dict:
-    """p50, p99 (seconds), requests, requests/s, non-2xx/3xx responses and socket errors."""
-
-    def find(pattern: str) -> re.Match:
-        match = re.search(pattern, output, re.M)
-        if match is None:
-            raise ValueError(f"wrk output without {pattern!r}:\n{output}")
-        return match
-
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    return {
-        "p50": _seconds(find(r"^\s+50%\s+(\S+)").group(1)),
-        "p99": _seconds(find(r"^\s+99%\s+(\S+)").group(1)),
-        "requests": int(find(r"^\s+(\d+) requests in").group(1)),
-        "rps": float(find(r"^Requests/sec:\s+([\d.]+)").group(1)),
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "socket_errors": sum(int(x) for x in socket_errors.groups()) if socket_errors else 0,
-    }
-
-
 def _skipped(case: str, reason: str) -> Result:
     return Result(_REALTIME, case, 1, float("nan"), f"skipped: {reason}")
 
 
-def _server_start(port: int) -> tuple[subprocess.Popen, str]:
-    """daphne as make run's Procfile starts it, on the bench database and Redis DB; its output
-    (the access log) goes to a file, not a pipe nobody reads. Returns (process, log path)."""
-    from django.conf import settings
-
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="signalsvc.settings",
-        DATABASE_URL=os.environ["DATABASE_URL"],
-        REDIS_URL=settings.REDIS_URL,
-        API_ANONYMOUS_READ="true",
-        API_ANONYMOUS_RATE_PER_MINUTE="100000000",
-        MARKET_CALENDAR="NSE-DEMO",
-        PYTHONUNBUFFERED="1",
-    )
-    fd, log = tempfile.mkstemp(prefix="bench-daphne-", suffix=".log")
-    daphne = Path(sys.executable).parent / "daphne"
-    with os.fdopen(fd, "wb") as out:
-        server = subprocess.Popen(
-            [str(daphne), "-b", "127.0.0.1", "-p", str(port), "signalsvc.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return server, log
-
-
-def _wait_live(server: subprocess.Popen, base: str, log: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if server.poll() is not None:
-            raise RuntimeError(f"daphne exited with {server.returncode}; see {log}")
-        try:
-            if _get(base + "/api/v2/health/live")[0] == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"daphne not live after 60 s; see {log}")
-        time.sleep(0.2)
-
-
-def _server_stop(server: subprocess.Popen) -> float | None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Seconds to exit after SIGTERM, None if killed."""
-    if server.poll() is not None:
-        return 0.0
-    server.send_signal(signal.SIGTERM)
-    begin = time.perf_counter()
-    try:
-        server.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-        return None
-    return time.perf_counter() - begin
-
-
 def _realtime_rows() -> list[Result]:
-    wrk = shutil.which("wrk")
-    if wrk is None:
+    if shutil.which("wrk") is None:
         return [_skipped("all", "wrk is not installed (scripts/install-system-deps.sh installs it)")]
-    port = _free_port()
+    port = loadgen.free_port()
     base = f"http://127.0.0.1:{port}"
-    server, log = _server_start(port)
+    server, log = loadgen.daphne_start(port, env=loadgen.server_env())
     runs: dict[str, list[dict]] = {}
     skipped: dict[str, str] = {}
     stopped: float | None = None
     try:
-        _wait_live(server, base, log)
+        loadgen.wait_until(
+            "daphne live",
+            lambda: loadgen.http(base + "/api/v2/health/live", timeout=2)[0] == 200,
+            timeout=60,
+            alive=loadgen.exited(server, "daphne", log),
+        )
         load = load_note()
         for case, path in REALTIME_PATHS:
-            status, body = _get(base + path)
+            status, body = loadgen.http(base + path)
             if status != 200:
                 skipped[case] = f"GET {path} answered {status}: {body[:200]!r}"
         # Rounds in alternating order: a drift of the shared machine's load hits every case alike.
@@ -601,24 +324,19 @@ def _realtime_rows() -> list[Result]:
             for case, path in order:
                 if case in skipped:
                     continue
-                run = subprocess.run(
-                    [wrk, *WRK_ARGS, f"-d{WRK_SECONDS}s", base + path],
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                    check=False,
-                )
-                if run.returncode != 0:
-                    skipped[case] = f"wrk exited {run.returncode}: {run.stderr.strip()[:200]}"
-                    continue
-                runs.setdefault(case, []).append(parse_wrk(run.stdout))
+                try:
+                    runs.setdefault(case, []).append(
+                        loadgen.wrk_run(base + path, connections=WRK_CONNECTIONS, seconds=WRK_SECONDS)
+                    )
+                except loadgen.WrkFailed as exc:
+                    skipped[case] = str(exc)
         # Let the requests wrk left in flight finish: a SIGTERM with requests in flight leaves
         # daphne's request threads waiting on its stopped event loop (the process never exits).
         time.sleep(1.0)
-        stopped = _server_stop(server)
+        stopped = loadgen.process_stop(server)
     finally:
         if server.poll() is None:
-            _server_stop(server)
+            loadgen.process_stop(server)
     out = []
     baseline = None
     for case, _ in REALTIME_PATHS:
@@ -645,6 +363,7 @@ def _realtime_rows() -> list[Result]:
                 f"p50 (mean of {len(stats)} x {WRK_SECONDS} s); p99 {p99 * 1e3:.1f} ms (worst); "
                 f"{rps:,.0f} req/s; {requests:,} requests, errors: {non_2xx} non-2xx, {socket_errors} "
                 f"socket; {ratio} {load}",
+                rate=rps,
             )
         )
         load = ""
@@ -652,7 +371,7 @@ def _realtime_rows() -> list[Result]:
         out.append(
             _skipped(
                 "server stop",
-                f"daphne did not exit within {STOP_TIMEOUT_S:.0f} s of SIGTERM (killed); see {log}",
+                f"daphne did not exit within {loadgen.STOP_TIMEOUT_S:.0f} s of SIGTERM (killed); see {log}",
             )
         )
     else:

@@ -21,9 +21,14 @@ class Result:
     n: int  # items per call (options, rows, requests)
     median_s: float  # median seconds per call
     note: str = ""  # target, ratio against the baseline, caveats
+    # A measured rate for the items/s column where it is not n / median (a load test: median = the
+    # p50 latency of one request, rate = the requests/s of all connections together).
+    rate: float | None = None
 
     @property
     def per_second(self) -> float:
+        if self.rate is not None:
+            return self.rate
         return self.n / self.median_s if self.median_s > 0 else float("nan")
 
 

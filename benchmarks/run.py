@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 import sys
 
@@ -21,10 +22,9 @@ def _format(results: list[Result]) -> str:
     header = f"{'benchmark':<44} {'case':<34} {'n':>10} {'median':>12} {'items/s':>14}  note"
     lines = [header, "-" * len(header)]
     for r in results:
-        median = f"{r.median_s * 1e3:.3f} ms"
-        lines.append(
-            f"{r.benchmark:<44} {r.case:<34} {r.n:>10,} {median:>12} {r.per_second:>14,.0f}  {r.note}"
-        )
+        median = f"{r.median_s * 1e3:.3f} ms" if math.isfinite(r.median_s) else "-"
+        rate = f"{r.per_second:,.0f}" if math.isfinite(r.per_second) else "-"
+        lines.append(f"{r.benchmark:<44} {r.case:<34} {r.n:>10,} {median:>12} {rate:>14}  {r.note}")
     return "\n".join(lines)
 
 
