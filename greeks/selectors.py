@@ -1,21 +1,11 @@
 from __future__ import annotations
 
-import json
-
-from greeks.services import LATEST_PREFIX, redis_client
+from greeks.services import LATEST_PREFIX
 from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_products, instrument_ref
 from signalsvc.redis_clients import redis_client as shared_redis_client
 
 NO_DATA_HINT = "they are computed every minute from live ticks"
-
-
-def greeks_latest_many(*, keys: list[str]) -> dict[str, dict]:
-    """Latest computed values per option key (those that have one)."""
-    if not keys:
-        return {}
-    values = redis_client().mget([LATEST_PREFIX + k for k in keys])
-    return {k: json.loads(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
 
 def greeks_latest_raw_many(*, keys: list[str]) -> list[bytes | None]:
@@ -28,11 +18,12 @@ def greeks_latest_raw(*, key: str) -> bytes | None:
     return shared_redis_client(decode_responses=False).get(LATEST_PREFIX + key)
 
 
-def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str, dict], dict[str, dict]]:
+def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str, bytes], dict[str, dict]]:
     """Latest values of many option keys with one instrument query and one Redis read for the whole
     batch (keys the registry does not hold may still be asked of the instrument service, one by
-    one). Returns (results, errors), both keyed by the key as given."""
-    results: dict[str, dict] = {}
+    one). Returns (results, errors), both keyed by the key as given; each result is the stored
+    JSON, as stored (no parse: the response splices it)."""
+    results: dict[str, bytes] = {}
     errors: dict[str, dict] = {}
     canonical: dict[str, str] = {}
     for key in dict.fromkeys(keys):
@@ -58,9 +49,8 @@ def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str,
             }
         else:
             options.append(key)
-    latest = greeks_latest_many(keys=[canonical[k] for k in options])
-    for key in options:
-        value = latest.get(canonical[key])
+    latest = greeks_latest_raw_many(keys=[canonical[k] for k in options])
+    for key, value in zip(options, latest, strict=True):
         if value is None:
             errors[key] = {"code": "no_data", "message": f"no greeks computed yet for {key}; " + NO_DATA_HINT}
         else:

@@ -98,6 +98,11 @@ class _RequestBuffer:
 _BUFFER = _RequestBuffer(settings.API_METRICS_FLUSH_SECONDS)
 
 
+def api_metrics_buffer_flush() -> None:
+    """Write this process's buffered request aggregates now (a process about to exit)."""
+    _BUFFER.flush()
+
+
 def api_request_record(
     *, api_key: str, endpoint: str, method: str, status: int, seconds: float, now: dt.datetime
 ):
