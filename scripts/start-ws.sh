@@ -19,8 +19,14 @@ uvicorn)
     export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-.run/metrics-ws-$WS_PORT}
     rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
     workers=$("$PY" -c "print(max(1, round(float('${WS_WORKERS_PER_CORE:-1}') * $cores)))")
+    # Protocol pings every 60 s (the app sends its own heartbeat every 30): at the default 20 s,
+    # 10,000 sockets cost 500 pings a second and a timer each. No per-message compression: the
+    # messages are small JSON, and deflate per socket would cost more CPU than the bytes it saves.
+    # Frames over WS_MAX_FRAME_BYTES close the socket (1009); the app answers smaller oversize
+    # messages (WEBSOCKET_MAX_MESSAGE_BYTES) with an error.
     exec "$BIN/uvicorn" signalsvc.asgi:application --host 127.0.0.1 --port "$WS_PORT" \
         --workers "$workers" --loop uvloop --http httptools --ws websockets-sansio --lifespan off \
+        --ws-ping-interval 60 --ws-per-message-deflate false --ws-max-size "${WS_MAX_FRAME_BYTES:-65536}" \
         --proxy-headers --forwarded-allow-ips 127.0.0.1 --no-access-log
     ;;
 *)

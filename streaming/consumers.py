@@ -41,7 +41,6 @@ _FLOOD_LIMIT = 100  # refused messages in a row before the connection is closed
 _open_connections = 0
 _live: weakref.WeakSet = weakref.WeakSet()  # consumers with an open, accepted connection
 _connects_since_freeze = 0
-_freeze_task: asyncio.Task | None = None
 _shutdown_notice_installed = False
 
 
@@ -49,30 +48,42 @@ def open_connections() -> int:
     return _open_connections
 
 
-async def _freeze_after_burst() -> None:
-    """Once connections stop arriving for a moment, move every object alive now (sockets,
-    consumers, outboxes) out of the collector's reach: with 10,000 sockets a full collection
-    walked them all and paused the process 0.5-1 s (measured). A burst is
-    WEBSOCKET_GC_FREEZE_AFTER new connections."""
-    global _connects_since_freeze, _freeze_task
-    try:
-        seen = -1
-        while seen != _connects_since_freeze:
-            seen = _connects_since_freeze
-            await asyncio.sleep(2)
-        gc.collect()
+def _connected() -> None:
+    """Every WEBSOCKET_GC_FREEZE_AFTER new connections, move every object alive now (sockets,
+    consumers, outboxes) out of the collector's full passes. With 10,000 sockets a full collection
+    walked them all and paused the process 0.5-1 s (measured by the load bench). Freezing during
+    the burst, without a collection first (itself a ~1 s pause at 10k), keeps each pass small."""
+    global _connects_since_freeze
+    _connects_since_freeze += 1
+    if _connects_since_freeze >= settings.WEBSOCKET_GC_FREEZE_AFTER:
         gc.freeze()
         metrics.GC_FREEZES.inc()
         _connects_since_freeze = 0
-    finally:
-        _freeze_task = None
 
 
-def _connected() -> None:
-    global _connects_since_freeze, _freeze_task
-    _connects_since_freeze += 1
-    if _connects_since_freeze >= settings.WEBSOCKET_GC_FREEZE_AFTER and _freeze_task is None:
-        _freeze_task = asyncio.create_task(_freeze_after_burst())
+_heartbeats: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+
+def _heartbeat_start() -> None:
+    """One heartbeat loop per process (per event loop), not a task and a timer per connection."""
+    loop = asyncio.get_running_loop()
+    task = _heartbeats.get(loop)
+    if task is None or task.done():
+        for stale in [other for other in _heartbeats if other.is_closed()]:
+            del _heartbeats[stale]
+        _heartbeats[loop] = loop.create_task(_heartbeat_loop())
+
+
+async def _heartbeat_loop() -> None:
+    while True:
+        await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
+        message = orjson.dumps({"type": "heartbeat", "timestamp": timezone.now().isoformat()}).decode()
+        for i, consumer in enumerate(list(_live)):
+            consumer.tasks.append(asyncio.ensure_future(consumer.heartbeat(message)))
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # spread: 10,000 sockets are not one burst of the loop
+        for consumer in list(_live):
+            consumer.tasks = [t for t in consumer.tasks if not t.done()]
 
 
 def _install_shutdown_notice() -> None:
@@ -190,7 +201,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
                 },
             }
         )
-        self.tasks.append(asyncio.create_task(self._heartbeat()))
+        _heartbeat_start()
 
     async def disconnect(self, code):
         global _open_connections
@@ -329,17 +340,18 @@ class SignalConsumer(AsyncWebsocketConsumer):
             }
         )
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
-            await self._json({"type": "heartbeat", "timestamp": timezone.now().isoformat()})
-
     async def _error(self, code: str, message: str, details: dict | None = None) -> None:
         await self._json({"type": "error", "code": code, "message": message, "details": details or {}})
 
     async def _refuse(self, code: str, message: str, close_code: int) -> None:
         await self._error(code, message)
         await self.close(code=close_code)
+
+    async def heartbeat(self, message: str) -> None:
+        try:
+            await self.send(text_data=message)
+        except (OSError, RuntimeError):  # the socket went meanwhile: its disconnect cleans up
+            pass
 
     async def closing_notice(self) -> None:
         await self._json(

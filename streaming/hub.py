@@ -146,6 +146,7 @@ class Hub:
         self._redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._listener: asyncio.Task | None = None
+        self._commands = asyncio.Lock()  # subscribe/unsubscribe, one at a time
         self._tasks: set[asyncio.Task] = set()
         self.updates = 0  # topic computations run (tests and metrics)
 
@@ -155,7 +156,16 @@ class Hub:
         feeds = self._topics.get(sub.topic)
         if feeds is None:
             feeds = self._topics[sub.topic] = {}
-            await self._pubsub.subscribe(sub.topic)
+            try:
+                # One command at a time on the one pub/sub connection: redis-py opens a connection
+                # for each first subscribe that runs concurrently, and the listener reads only one
+                # of them (the load bench lost whole topics that way at 10,000 sockets).
+                async with self._commands:
+                    await self._pubsub.subscribe(sub.topic)
+            except BaseException:
+                if not feeds:
+                    self._topics.pop(sub.topic, None)
+                raise
             metrics.TOPICS.inc()
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen())
@@ -177,7 +187,9 @@ class Hub:
             del self._topics[sub.topic]
             metrics.TOPICS.dec()
             try:
-                await self._pubsub.unsubscribe(sub.topic)
+                async with self._commands:
+                    if sub.topic not in self._topics:  # not subscribed again meanwhile
+                        await self._pubsub.unsubscribe(sub.topic)
             except (aioredis.RedisError, OSError) as exc:  # reconnection resubscribes what is left
                 log.warning("hub: unsubscribe %s failed: %s", sub.topic, exc)
 
@@ -202,10 +214,12 @@ class Hub:
 
     async def _resubscribe(self) -> None:
         try:
-            await self._pubsub.reset()
-            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            async with self._commands:
+                await self._pubsub.reset()
+                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                if self._topics:
+                    await self._pubsub.subscribe(*self._topics)
             if self._topics:
-                await self._pubsub.subscribe(*self._topics)
                 # What was published while we were away: send the current values now.
                 for topic in list(self._topics):
                     self.schedule(topic)

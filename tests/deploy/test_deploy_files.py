@@ -127,7 +127,8 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
         (
             "ws",
             "uvicorn signalsvc.asgi:application --host 0.0.0.0 --port 8003 --loop uvloop --http httptools "
-            "--ws websockets-sansio --lifespan off --proxy-headers --forwarded-allow-ips * --no-access-log",
+            "--ws websockets-sansio --lifespan off --ws-ping-interval 60 --ws-per-message-deflate false "
+            "--ws-max-size 65536 --proxy-headers --forwarded-allow-ips * --no-access-log",
         ),
         (
             "worker",
