@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 TABLE = "greeks_option_1m"
 LATEST_PREFIX = "greeks:last:"
-UPDATES_CHANNEL_PREFIX = "signal:greeks:"
+# Pub/sub channels are not per Redis database: PUBSUB_PREFIX keeps deployments sharing a server apart.
+UPDATES_CHANNEL_PREFIX = settings.PUBSUB_PREFIX + "signal:greeks:"
 IST = ZoneInfo("Asia/Kolkata")
 EXPIRY_TIME = dt.time(15, 30)
 GREEK_NAMES = ("delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm")

@@ -52,7 +52,7 @@ CM_TABLE = "signal_atm_iv_cm"
 CHAIN_KEY_PREFIX = "mny:chain:"  # hash per underlying: <expiry ISO> / "front" -> snapshot, "latest" -> JSON
 FRONT_FIELD = "front"
 LATEST_FIELD = "latest"
-UPDATES_CHANNEL_PREFIX = "signal:moneyness:"
+UPDATES_CHANNEL_PREFIX = settings.PUBSUB_PREFIX + "signal:moneyness:"  # see settings.PUBSUB_PREFIX
 LATEST_TTL_SECONDS = 7 * 86400
 SNAPSHOT_COLUMNS = ("iv", "delta", "gamma", "theta", "vega", "rho", "vanna", "vomma", "charm")
 

@@ -8,6 +8,7 @@ not pass through it: the process's hub (``streaming.hub``) writes them to the co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -348,10 +349,9 @@ class SignalConsumer(AsyncWebsocketConsumer):
         await self.close(code=close_code)
 
     async def heartbeat(self, message: str) -> None:
-        try:
+        # The socket may have gone meanwhile: its disconnect cleans up.
+        with contextlib.suppress(OSError, RuntimeError):
             await self.send(text_data=message)
-        except (OSError, RuntimeError):  # the socket went meanwhile: its disconnect cleans up
-            pass
 
     async def closing_notice(self) -> None:
         await self._json(

@@ -111,24 +111,26 @@ def _indicator(feed: Feed) -> bytes:
 _ONE_BY_ONE = {"moneyness": _moneyness, "atm_iv": _moneyness, "bars": _bars, "indicators": _indicator}
 
 
+def greeks_keys(feeds: list[Feed]) -> list[str]:
+    """The Redis keys of the stored latest values of these greeks feeds (one MGET reads them all)."""
+    return [greeks_selectors.LATEST_PREFIX + f.instrument_key for f in feeds]
+
+
+def greeks_results(feeds: list[Feed], values: list[bytes | None]) -> dict[Feed, bytes | FeedError]:
+    """The greeks feeds' data from their stored values (as read by one MGET of ``greeks_keys``)."""
+    return {
+        feed: value
+        if value is not None
+        else FeedError("no_data", f"no greeks computed yet for {feed.instrument_key}; updates follow", {})
+        for feed, value in zip(feeds, values, strict=True)
+    }
+
+
 def feeds_compute(feeds: Iterable[Feed]) -> dict[Feed, bytes | FeedError]:
-    """The data of every feed (JSON bytes) or its error. Greeks of many options: one MGET."""
-    feeds = list(feeds)
+    """The data of every feed (JSON bytes) or its error, for the feeds that are not greeks
+    (those read only Redis: the hub reads them in its event loop, ``greeks_results``)."""
     out: dict[Feed, bytes | FeedError] = {}
-    greeks = [f for f in feeds if f.channel == "greeks"]
-    if greeks:
-        values = greeks_selectors.greeks_latest_raw_many(keys=[f.instrument_key for f in greeks])
-        for feed, value in zip(greeks, values, strict=True):
-            out[feed] = (
-                value
-                if value is not None
-                else FeedError(
-                    "no_data", f"no greeks computed yet for {feed.instrument_key}; updates follow", {}
-                )
-            )
     for feed in feeds:
-        if feed.channel == "greeks":
-            continue
         try:
             out[feed] = _ONE_BY_ONE[feed.channel](feed)
         except ApiError as exc:

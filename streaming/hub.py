@@ -29,7 +29,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from streaming import metrics
-from streaming.feeds import FeedError, feeds_compute
+from streaming.feeds import FeedError, feeds_compute, greeks_keys, greeks_results
 from streaming.protocol import Feed, Subscription
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class Hub:
                 started = announced or time.perf_counter()
                 feeds = list(self._topics.get(topic, {}))
                 if feeds:
-                    results = await _compute(feeds)
+                    results = await self.compute(feeds)
                     self.updates += 1
                     self._deliver(topic, results)
                     metrics.FANOUT_SECONDS.observe(time.perf_counter() - started)
@@ -268,4 +268,16 @@ class Hub:
 
     async def current(self, sub: Subscription) -> bytes | FeedError:
         """The feed's current data (a new subscription's snapshot), or why there is none."""
-        return (await _compute([sub.feed]))[sub.feed]
+        return (await self.compute([sub.feed]))[sub.feed]
+
+    async def compute(self, feeds: list[Feed]) -> dict[Feed, bytes | FeedError]:
+        """Greeks feeds read only Redis: one MGET in the event loop. The others (moneyness, ATM IV,
+        bars, indicators) run the REST endpoints' code in the database thread."""
+        greeks = [f for f in feeds if f.channel == "greeks"]
+        others = [f for f in feeds if f.channel != "greeks"]
+        out: dict[Feed, bytes | FeedError] = {}
+        if greeks:
+            out.update(greeks_results(greeks, await self._redis.mget(greeks_keys(greeks))))
+        if others:
+            out.update(await _compute(others))
+        return out

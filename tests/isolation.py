@@ -9,5 +9,7 @@ _index = int(_worker[2:]) if _worker[2:].isdigit() else 0
 # TEST_REDIS_DB_BASE (with TEST_DATABASE_NAME) lets two suites run side by side on one machine.
 _base = int(os.environ.get("TEST_REDIS_DB_BASE", "10"))
 os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{_base + _index}"
+# Pub/sub is not per database: each worker's channels get their own prefix too.
+os.environ["PUBSUB_PREFIX"] = f"test{_base + _index}:"
 os.environ.setdefault("API_ANONYMOUS_READ", "true")
 os.environ.setdefault("MARKET_CALENDAR", "NSE")

@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 
 VERSION_PREFIX = "bars:ver:"
-CHANNEL_PREFIX = "signal:bars:"
+CHANNEL_PREFIX = settings.PUBSUB_PREFIX + "signal:bars:"  # see settings.PUBSUB_PREFIX
 VERSION_BYTES = 16
 
 

@@ -98,6 +98,9 @@ DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis pub/sub channels are shared by every database of a server: deployments (or test workers)
+# that share one Redis server set different prefixes so they never hear each other's updates.
+PUBSUB_PREFIX = env.str("PUBSUB_PREFIX", default="")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

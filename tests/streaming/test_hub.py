@@ -32,7 +32,7 @@ def test_a_burst_of_subscriptions_to_distinct_topics_hears_every_topic(monkeypat
         outbox = Outbox(record, max_backlog=10_000, on_overflow=lambda: None)
         subs = [
             Subscription(
-                key=f"k{i}", feed=Feed("greeks", f"opt{i}", i, ()), topic=topic, instrument_key=f"opt{i}"
+                key=f"k{i}", feed=Feed("atm_iv", f"opt{i}", i, ()), topic=topic, instrument_key=f"opt{i}"
             )
             for i, topic in enumerate(topics)
         ]
