@@ -51,7 +51,9 @@ def test_served_from_the_cache_until_the_next_chain(api, demo_market, redis_clie
 
     assert first.status_code == second.status_code == 200
     assert second.content == first.content
-    assert [q["sql"] for q in queries.captured_queries if "signal_" in q["sql"] or "greeks_" in q["sql"]] == []
+    assert [
+        q["sql"] for q in queries.captured_queries if "signal_" in q["sql"] or "greeks_" in q["sql"]
+    ] == []
     assert first.json()["data_points"] == 1
 
     _next_minute(demo_market, redis_client, 1)
