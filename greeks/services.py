@@ -23,7 +23,7 @@ from django.db import transaction
 
 from greeks import engine
 from greeks.engine.chain import option_price_used, parity_forward, year_fraction
-from signalsvc.api.response_cache import chain_version_key, chain_version_new
+from signalsvc.api.response_cache import chain_version_key
 from signalsvc.core.keys import FUTURES, OPTIONS, SPOT, parse_key
 from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.db.copy import copy_upsert
@@ -31,6 +31,7 @@ from signalsvc.db.partitions import partitions_ensure
 from signalsvc.instruments.models import Instrument
 from signalsvc.marketdata.latest import latest_ticks_get
 from signalsvc.redis_clients import redis_client as shared_redis_client
+from signalsvc.redis_clients import version_new
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +329,7 @@ def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> None:
         }
         pipe.set(LATEST_PREFIX + key, json.dumps(payload), ex=7 * 86400)
     # The chain's rows are committed: historical responses of this underlying are stale now.
-    pipe.set(chain_version_key(chain.underlying_key), chain_version_new())
+    pipe.set(chain_version_key(chain.underlying_key), version_new())
     pipe.publish(
         UPDATES_CHANNEL_PREFIX + chain.underlying_key,
         json.dumps({"underlying": chain.underlying_key, "minute": minute, "options": len(chain)}),

@@ -38,7 +38,7 @@ from moneyness.schemas import (
 from signalsvc.api.batch import batch_items, batch_results
 from signalsvc.api.errors import ApiError
 from signalsvc.api.response_cache import versioned
-from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
+from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument
 from timeframes.apis import (
@@ -526,11 +526,7 @@ class BatchLevelGreeksApi(APIView):
         parameters=[RETRY_AFTER],
         responses={
             200: BatchLevelGreeksSerializer,
-            **error_responses(
-                *BODY_ERRORS,
-                *COMMON_ERRORS,
-                notes={400: 'invalid_input (not {"items": [...]}), batch_too_large, malformed_request.'},
-            ),
+            **items_batch_errors(),
         },
     )
     def post(self, request):

@@ -27,6 +27,7 @@ from signalsvc.accounts.selectors import api_key_for
 from streaming import metrics, tracking
 from streaming.feeds import FeedError
 from streaming.hub import Outbox, hub, now_iso
+from streaming.loops import PerLoop
 from streaming.protocol import ProtocolError, Subscription, parse_message, subscription_from
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ _KEEP_ON = {"no_data"}
 _FLOOD_LIMIT = 100  # refused messages in a row before the connection is closed
 
 _open_connections = 0
+_clock = time.monotonic  # the message-rate allowance's clock (tests hold it still)
 _live: weakref.WeakSet = weakref.WeakSet()  # consumers with an open, accepted connection
 _connects_since_freeze = 0
 _shutdown_notice_installed = False
@@ -62,29 +64,24 @@ def _connected() -> None:
         _connects_since_freeze = 0
 
 
-_heartbeats: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
-
-
-def _heartbeat_start() -> None:
-    """One heartbeat loop per process (per event loop), not a task and a timer per connection."""
-    loop = asyncio.get_running_loop()
-    task = _heartbeats.get(loop)
-    if task is None or task.done():
-        for stale in [other for other in _heartbeats if other.is_closed()]:
-            del _heartbeats[stale]
-        _heartbeats[loop] = loop.create_task(_heartbeat_loop())
-
-
 async def _heartbeat_loop() -> None:
+    """One heartbeat loop per process, not a task and a timer per connection. Each send is its own
+    task, so that a client that does not read never holds up the others' heartbeats."""
     while True:
         await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
         message = orjson.dumps({"type": "heartbeat", "timestamp": timezone.now().isoformat()}).decode()
         for i, consumer in enumerate(list(_live)):
-            consumer.tasks.append(asyncio.ensure_future(consumer.heartbeat(message)))
+            task = asyncio.ensure_future(consumer.heartbeat(message))
+            _sends.add(task)
+            task.add_done_callback(_sends.discard)
             if i % 500 == 499:
                 await asyncio.sleep(0)  # spread: 10,000 sockets are not one burst of the loop
-        for consumer in list(_live):
-            consumer.tasks = [t for t in consumer.tasks if not t.done()]
+
+
+_sends: set[asyncio.Task] = set()
+_heartbeats: PerLoop[asyncio.Task] = PerLoop(
+    lambda: asyncio.get_running_loop().create_task(_heartbeat_loop()), alive=lambda task: not task.done()
+)
 
 
 def _install_shutdown_notice() -> None:
@@ -146,7 +143,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         self.counted = False
         self.refused_in_a_row = 0
         self.allowance = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
-        self.allowance_at = time.monotonic()
+        self.allowance_at = _clock()
 
         if not _origin_allowed(headers.get("origin")):
             await self.close(code=CLOSE_POLICY)  # before accept: the handshake is refused (403)
@@ -202,7 +199,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
                 },
             }
         )
-        _heartbeat_start()
+        _heartbeats.get()
 
     async def disconnect(self, code):
         global _open_connections
@@ -248,7 +245,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
 
     def _check_rate(self) -> None:
         rate = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
-        now = time.monotonic()
+        now = _clock()
         self.allowance = min(2 * rate, self.allowance + (now - self.allowance_at) * rate)
         self.allowance_at = now
         if self.allowance < 1:

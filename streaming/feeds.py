@@ -20,15 +20,13 @@ from moneyness.apis import api_errors as moneyness_errors
 from moneyness.core.levels import parse_level
 from signalsvc.api.errors import ApiError
 from signalsvc.core.keys import parse_key
+from signalsvc.core.numbers import finite_or_none
 from signalsvc.instruments.selectors import instrument_ref
 from streaming.protocol import Feed
-from timeframes import cache
+from timeframes import indicator_selectors
 from timeframes import selectors as timeframes_selectors
 from timeframes.apis import latest_json as indicator_latest_json
-from timeframes.core.buckets import bucket_for
 from timeframes.render import iso_utc
-
-_ONE_US = dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -69,23 +67,13 @@ def _moneyness(feed: Feed) -> bytes:
 def _bars(feed: Feed) -> bytes:
     """The bucket of the timeframe holding the instrument's latest 1-minute bar (maybe still open)."""
     timeframe = timeframes_selectors.timeframe_parse(feed.params_dict["timeframe"])
-    latest = timeframes_selectors.latest_bar_ts(instrument_id=feed.instrument_id)
-    session = timeframes_selectors.market_calendar().session_at(latest) if latest is not None else None
-    bucket = bucket_for(latest, [session], timeframe) if session is not None else None
-    if bucket is None:
+    try:
+        bars, latest = indicator_selectors.bar_latest(instrument_id=feed.instrument_id, timeframe=timeframe)
+    except indicator_selectors.NoData:
         raise ApiError(
             status_code=404, code="no_data", message=f"no 1-minute bars stored for {feed.instrument_key}"
-        )
-    bars = cache.bars_read(
-        instrument_id=feed.instrument_id, timeframe=timeframe, start=bucket[0], end=bucket[0] + _ONE_US
-    ).bars
-    if not len(bars["start"]):
-        raise ApiError(
-            status_code=404, code="no_data", message=f"no 1-minute bars stored for {feed.instrument_key}"
-        )
-    value = {f: float(bars[f][-1]) for f in ("open", "high", "low", "close", "volume")}
-    oi = float(bars["oi"][-1]) if "oi" in bars else float("nan")
-    value["oi"] = oi if oi == oi else None
+        ) from None
+    value = {f: finite_or_none(bars[f][-1]) for f in ("open", "high", "low", "close", "volume", "oi")}
     return orjson.dumps(
         {
             "instrument_key": feed.instrument_key,

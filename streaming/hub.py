@@ -30,22 +30,17 @@ from django.conf import settings
 
 from streaming import metrics
 from streaming.feeds import FeedError, feeds_compute, greeks_keys, greeks_results
+from streaming.loops import PerLoop
 from streaming.protocol import Feed, Subscription
 
 log = logging.getLogger(__name__)
 
-_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+_hubs: PerLoop[Hub] = PerLoop(lambda: Hub())
 
 
 def hub() -> Hub:
-    """This event loop's hub (one per process in a server; tests may run several loops)."""
-    loop = asyncio.get_running_loop()
-    found = _hubs.get(loop)
-    if found is None:
-        for stale in [other for other in _hubs if other.is_closed()]:
-            del _hubs[stale]
-        found = _hubs[loop] = Hub()
-    return found
+    """This event loop's hub (one per process in a server)."""
+    return _hubs.get()
 
 
 # Feeds read Redis and PostgreSQL: in Channels' database thread, which closes stale connections

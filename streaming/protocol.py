@@ -82,14 +82,15 @@ def parse_message(text: str) -> dict:
         raise ProtocolError("invalid_json", "the message is not valid JSON") from None
     if not isinstance(message, dict):
         raise ProtocolError("invalid_message", "a message must be a JSON object with a `type`")
-    kind = message.get("type")
-    if kind not in MESSAGE_TYPES:
-        raise ProtocolError(
-            "unknown_type",
-            f"unknown message type {kind!r}; expected one of {', '.join(MESSAGE_TYPES)}",
-            {"types": list(MESSAGE_TYPES)},
-        )
+    _one_of("unknown_type", "message type", message.get("type"), MESSAGE_TYPES, "types")
     return message
+
+
+def _one_of(code: str, what: str, value: object, allowed: tuple[str, ...], detail: str) -> None:
+    if value not in allowed:
+        raise ProtocolError(
+            code, f"unknown {what} {value!r}; expected one of {', '.join(allowed)}", {detail: list(allowed)}
+        )
 
 
 def _text(params: dict, name: str, *, required: bool = False, default: str | None = None) -> str | None:
@@ -162,12 +163,7 @@ def _timeframe(params: dict) -> str:
 def subscription_from(message: dict) -> Subscription:
     """The subscription a subscribe/unsubscribe message names (ProtocolError when it is bad)."""
     channel = message.get("channel")
-    if channel not in CHANNELS:
-        raise ProtocolError(
-            "unknown_channel",
-            f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}",
-            {"channels": list(CHANNELS)},
-        )
+    _one_of("unknown_channel", "channel", channel, CHANNELS, "channels")
     params = message.get("params", {})
     if params is None:
         params = {}

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
+from streaming.loops import PerLoop
 from streaming.models import WebSocketSubscription
 
 log = logging.getLogger(__name__)
@@ -158,14 +159,8 @@ def _touch() -> None:
     WebSocketSubscription.objects.filter(node=NODE).update(last_seen=timezone.now())
 
 
-_trackers: dict[asyncio.AbstractEventLoop, Tracker] = {}
+_trackers: PerLoop[Tracker] = PerLoop(lambda: Tracker())
 
 
 def tracker() -> Tracker:
-    loop = asyncio.get_running_loop()
-    found = _trackers.get(loop)
-    if found is None:
-        for stale in [other for other in _trackers if other.is_closed()]:
-            del _trackers[stale]
-        found = _trackers[loop] = Tracker()
-    return found
+    return _trackers.get()

@@ -24,7 +24,7 @@ from signalsvc.api.batch import batch_items, batch_results, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
 from signalsvc.api.response_cache import versioned
-from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
+from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
 from signalsvc.instruments.selectors import InstrumentRef, UnknownInstrument, instrument_ref
@@ -526,11 +526,7 @@ class BatchIndicatorsApi(APIView):
         parameters=[RETRY_AFTER],
         responses={
             200: BatchIndicatorsSerializer,
-            **error_responses(
-                *BODY_ERRORS,
-                *COMMON_ERRORS,
-                notes={400: 'invalid_input (not {"items": [...]}), batch_too_large, malformed_request.'},
-            ),
+            **items_batch_errors(),
         },
     )
     def post(self, request):

@@ -25,8 +25,8 @@ from django.conf import settings
 
 from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.instruments.selectors import InstrumentRef
-from signalsvc.marketdata.bar_events import VERSION_BYTES, bar_version, version_key
-from signalsvc.redis_clients import redis_client
+from signalsvc.marketdata.bar_events import bar_version, version_key
+from signalsvc.redis_clients import VERSION_BYTES, redis_client
 from timeframes import indicator_selectors
 from timeframes.core import indicators
 from timeframes.core.grammar import Timeframe

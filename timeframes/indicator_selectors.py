@@ -11,7 +11,7 @@ runs out. ``warmup`` in the result says how many bars were needed and found.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,32 +106,50 @@ def indicator_series(
     )
 
 
+def latest_buckets(*, instrument_id: int, timeframe: Timeframe) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    """(bucket start, bar time) of the bucket holding the instrument's latest 1-minute bar inside a
+    session, then of earlier bars (a few, skipping stray bars outside every session), for a caller
+    that finds the first bucket empty."""
+    calendar = selectors.market_calendar()
+    latest = selectors.latest_bar_ts(instrument_id=instrument_id)
+    for _ in range(3):
+        if latest is None:
+            return
+        session = calendar.session_at(latest)
+        if session is not None:
+            bucket = bucket_for(latest, [session], timeframe)
+            assert bucket is not None
+            yield bucket[0], latest
+        latest = selectors.latest_bar_ts(instrument_id=instrument_id, before=latest)
+
+
 def indicator_latest(
     *, instrument_id: int, name: str, params: Mapping[str, object] | None, timeframe: Timeframe
 ) -> tuple[IndicatorSeries, dt.datetime]:
     """The indicator on the bucket holding the instrument's latest 1-minute bar (possibly still
     open). Returns a one-bucket series and the time of that bar; ``NoData`` when there is none."""
     indicators.validate(name, params)  # bad input is a 400 even for an instrument without data
-    calendar = selectors.market_calendar()
-    latest = selectors.latest_bar_ts(instrument_id=instrument_id)
-    for _ in range(3):  # skip stray bars outside every session
-        if latest is None:
-            break
-        session = calendar.session_at(latest)
-        if session is not None:
-            bucket = bucket_for(latest, [session], timeframe)
-            assert bucket is not None
-            series = indicator_series(
-                instrument_id=instrument_id,
-                name=name,
-                params=params,
-                timeframe=timeframe,
-                start=bucket[0],
-                end=bucket[0] + _ONE_US,
-            )
-            if len(series):
-                return series, latest
-        latest = selectors.latest_bar_ts(instrument_id=instrument_id, before=latest)
+    for start, latest in latest_buckets(instrument_id=instrument_id, timeframe=timeframe):
+        series = indicator_series(
+            instrument_id=instrument_id,
+            name=name,
+            params=params,
+            timeframe=timeframe,
+            start=start,
+            end=start + _ONE_US,
+        )
+        if len(series):
+            return series, latest
+    raise NoData(f"no 1-minute bars inside a trading session for instrument {instrument_id}")
+
+
+def bar_latest(*, instrument_id: int, timeframe: Timeframe) -> tuple[dict, dt.datetime]:
+    """The bar of ``timeframe`` holding the instrument's latest 1-minute bar (possibly still open),
+    as one-element columns, and the time of that 1-minute bar; ``NoData`` when there is none."""
+    for start, latest in latest_buckets(instrument_id=instrument_id, timeframe=timeframe):
+        bars = _bars(instrument_id, timeframe, start, start + _ONE_US)
+        if len(bars["start"]):
+            return bars, latest
     raise NoData(f"no 1-minute bars inside a trading session for instrument {instrument_id}")
 
 

@@ -16,28 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 
 import redis
 from django.conf import settings
 from django.http import HttpResponse
 
-from signalsvc.redis_clients import redis_client
+from signalsvc.redis_clients import VERSION_BYTES, redis_client, version_get
 
 log = logging.getLogger(__name__)
 
 VERSION_PREFIX = "chain:ver:"
 ENTRY_PREFIX = "resp:"
-VERSION_BYTES = 16
 
 
 def chain_version_key(underlying_key: str) -> str:
     return VERSION_PREFIX + underlying_key
-
-
-def chain_version_new() -> bytes:
-    return secrets.token_bytes(VERSION_BYTES)
 
 
 def _client() -> redis.Redis:
@@ -54,8 +48,7 @@ def versioned(request, *, underlying_key: str, compute: Callable[[], HttpRespons
         if version is not None and entry is not None and entry[:VERSION_BYTES] == version:
             return HttpResponse(entry[VERSION_BYTES:], content_type="application/json")
         if version is None:
-            client.set(version_key, chain_version_new(), nx=True)
-            version = client.get(version_key)
+            version = version_get(client, version_key)
     except redis.RedisError as exc:  # the cache is an accelerator: answer from PostgreSQL
         log.warning("history cache unavailable: %s", exc)
         return compute()

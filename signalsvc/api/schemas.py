@@ -138,6 +138,16 @@ COMMON_ERRORS = (401, 429, 503)
 # And those of a view that parses a JSON body.
 BODY_ERRORS = (400, 413, 415)
 
+
+def items_batch_errors() -> dict[int, OpenApiResponse]:
+    """The errors of a batch endpoint whose body is ``{"items": [...]}`` (signalsvc.api.batch)."""
+    return error_responses(
+        *BODY_ERRORS,
+        *COMMON_ERRORS,
+        notes={400: 'invalid_input (not {"items": [...]}), batch_too_large, malformed_request.'},
+    )
+
+
 RETRY_AFTER = OpenApiParameter(
     "Retry-After",
     int,

@@ -5,8 +5,7 @@ For each change the instrument's **bar version** ``bars:ver:{id}`` gets a new ra
 ``signal:bars:{id}`` is published. Whatever is derived from bars (the realtime indicator values of
 ``timeframes.latest``, the streaming feeds) is stamped with the version read *before* its bars
 were read: a stamp that differs from the current version is stale, and one computation per
-version is shared by every reader. A random token, not a counter, so that a version lost from
-Redis can never come back and vouch for an old value.
+version is shared by every reader (``signalsvc.redis_clients``: versions).
 
 Live ticks change the open bar many times a second; the ingest announces the first change after
 a quiet interval at once and coalesces the rest into one event when the interval has passed, so
@@ -16,7 +15,6 @@ interval. Writes of whole bars (the bars API, CSV imports, corrections) are anno
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterable
 
@@ -24,9 +22,10 @@ import orjson
 import redis
 from django.conf import settings
 
+from signalsvc.redis_clients import version_get, version_new
+
 VERSION_PREFIX = "bars:ver:"
 CHANNEL_PREFIX = settings.PUBSUB_PREFIX + "signal:bars:"  # see settings.PUBSUB_PREFIX
-VERSION_BYTES = 16
 
 
 def version_key(instrument_id: int) -> str:
@@ -37,7 +36,7 @@ def _announce(client: redis.Redis, instrument_ids: Iterable[int]) -> None:
     now = time.time()
     pipe = client.pipeline(transaction=False)
     for instrument_id in instrument_ids:
-        token = secrets.token_bytes(VERSION_BYTES)
+        token = version_new()
         pipe.set(version_key(instrument_id), token)
         pipe.publish(
             f"{CHANNEL_PREFIX}{instrument_id}",
@@ -54,12 +53,8 @@ def bars_changed_now(client: redis.Redis, instrument_ids: Iterable[int]) -> None
 
 
 def bar_version(client: redis.Redis, instrument_id: int) -> bytes:
-    """The current version of an instrument's bars, made if Redis has none (first use, or lost)."""
-    token = client.get(version_key(instrument_id))
-    if token is None:
-        client.set(version_key(instrument_id), secrets.token_bytes(VERSION_BYTES), nx=True)
-        token = client.get(version_key(instrument_id))
-    return token
+    """The current version of an instrument's bars."""
+    return version_get(client, version_key(instrument_id))
 
 
 class BarEvents:

@@ -13,6 +13,7 @@ from django.test import override_settings
 
 from greeks.services import chain_compute
 from signalsvc.marketdata.stream import ticks_ingest
+from streaming import consumers
 from streaming.models import WebSocketSubscription
 from streaming.tracking import tracker
 from tests.conftest import DEMO_START
@@ -261,7 +262,9 @@ def test_bad_messages_get_an_error_and_the_connection_stays_open(live, message, 
     assert pong["type"] == "pong"
 
 
-def test_binary_oversize_and_floods(live):
+def test_binary_oversize_and_floods(live, monkeypatch):
+    monkeypatch.setattr(consumers, "_clock", lambda: 1000.0)  # no allowance refills during the flood
+
     async def scenario():
         ws = await connect()
         await receive(ws)
@@ -280,9 +283,9 @@ def test_binary_oversize_and_floods(live):
     assert binary["code"] == "binary_not_supported"
     assert oversize["code"] == "message_too_large"
     kinds = [r.get("code", r["type"]) for r in replies]
-    # A burst of 10 (the rate) is allowed, binary and oversize included, then about 10 a second.
-    assert 8 <= kinds.count("pong") <= 14
-    assert kinds.count("rate_limited") == 60 - kinds.count("pong")
+    # A burst of 10 (the rate) is allowed, binary and oversize included; with the clock still,
+    # nothing refills: exactly 8 pings are answered and the other 52 refused.
+    assert kinds == ["pong"] * 8 + ["rate_limited"] * 52
 
 
 def test_subscriptions_per_connection_are_limited(live):
