@@ -61,6 +61,10 @@ class _RequestBuffer:
             entry[2] += status >= 500
             entry[3].append(f"{milliseconds:.3f}")
 
+    def discard(self) -> None:
+        with self._lock:
+            self._pending = {}
+
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
@@ -96,6 +100,11 @@ class _RequestBuffer:
 
 
 _BUFFER = _RequestBuffer(settings.API_METRICS_FLUSH_SECONDS)
+
+
+def api_metrics_buffer_discard() -> None:
+    """Forget this process's buffered aggregates (tests: each starts with empty caches)."""
+    _BUFFER.discard()
 
 
 def api_metrics_buffer_flush() -> None:
