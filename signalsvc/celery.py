@@ -6,10 +6,22 @@ expiry so a backlog of stale schedule ticks is dropped rather than run late.
 """
 
 import os
-import zlib
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import before_task_publish
+from kombu import Queue
+
+from signalsvc.farm.queues import stamp_sent_at
+from signalsvc.farm.routing import (
+    GREEKS_QUEUE_PREFIX,
+    QUEUE_DEFAULT,
+    QUEUE_INGEST,
+    QUEUE_TIMEFRAMES,
+    all_queues,
+    greeks_queue,
+    shard_for,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
 
@@ -17,27 +29,41 @@ app = Celery("signalsvc")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-QUEUE_DEFAULT = "default"
-QUEUE_INGEST = "ingest"
-QUEUE_TIMEFRAMES = "timeframes"
-GREEKS_QUEUE_PREFIX = "greeks"
+__all__ = ["GREEKS_QUEUE_PREFIX", "app", "greeks_queue", "shard_for"]
+
+# Tasks that run on their underlying's shard queue; their first argument is the underlying key.
+SHARDED_TASKS = frozenset({"greeks.tasks.chain_compute"})
 
 
-def shard_for(underlying: str, shard_count: int) -> int:
-    """Stable shard of an underlying: the same chain always lands on the same queue (crc32 is
-    stable across processes and Python versions, unlike hash())."""
-    return zlib.crc32(underlying.encode()) % shard_count
+def route_task(name, args, kwargs, options, task=None, **kw):
+    """Sharded tasks go to their underlying's ``greeks.<shard>`` queue; the rest by workload."""
+    from django.conf import settings
+
+    if name in SHARDED_TASKS:
+        underlying = args[0] if args else kwargs["underlying_key"]
+        return {"queue": greeks_queue(underlying, settings.SHARD_COUNT)}
+    if name.startswith("signalsvc.marketdata.tasks."):
+        return {"queue": QUEUE_INGEST}
+    if name.startswith("timeframes.tasks."):
+        return {"queue": QUEUE_TIMEFRAMES}
+    return None
 
 
-def greeks_queue(underlying: str, shard_count: int) -> str:
-    return f"{GREEKS_QUEUE_PREFIX}.{shard_for(underlying, shard_count)}"
+def _declare_queues() -> list[Queue]:
+    from django.conf import settings
+
+    return [Queue(name, routing_key=name) for name in all_queues(settings.SHARD_COUNT)]
 
 
 app.conf.task_default_queue = QUEUE_DEFAULT
-app.conf.task_routes = {
-    "signalsvc.marketdata.tasks.*": {"queue": QUEUE_INGEST},
-    "timeframes.tasks.*": {"queue": QUEUE_TIMEFRAMES},
-}
+app.conf.task_create_missing_queues = False
+app.conf.task_routes = (route_task,)
+before_task_publish.connect(stamp_sent_at, weak=False)
+
+
+@app.on_after_configure.connect
+def _queues(sender, **kwargs):
+    sender.conf.task_queues = _declare_queues()
 
 # Periodic work. Expiry (seconds) = drop a run that could not start before the next one is due.
 app.conf.beat_schedule = {
