@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BENCH_VENV := .venv-bench
 PORT ?= 8003
+# Farm workers make run starts (one pool process each; shards are shared among them).
+WORKERS ?= 2
 
 .PHONY: run test bench lint format venv services db static demo-env clean-run
 
@@ -42,7 +44,7 @@ run: db static
 	@scripts/install-system-deps.sh
 	@mkdir -p .run
 	@echo "Signal Service on http://localhost:$(PORT)  (API docs /api/v2/docs/, admin /admin/, Flower :$${FLOWER_PORT:-5555})"
-	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true WEB_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+	MARKET_CALENDAR=NSE-DEMO API_ANONYMOUS_READ=true WEB_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start -c worker=$(WORKERS)
 
 test: venv services static
 	@scripts/install-system-deps.sh

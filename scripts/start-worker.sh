@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# A worker consuming every queue: default, ingest, timeframes and all greeks.<shard> queues.
-# (The worker farm assigns shard queues to workers dynamically; locally one worker takes all.)
+# A farm worker (SPEC §11): it consumes default, ingest and timeframes, and joins shard ownership
+# (--farm): the coordinator hands it its share of the greeks.<shard> queues and moves them when
+# workers come and go. One pool process per worker (WORKER_CONCURRENCY=1) keeps each shard's
+# chains in order; scale by running more workers (make run starts WORKERS of them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-QUEUES=$($PY -c "import os; n=int(os.environ.get('SHARD_COUNT', 64)); print(','.join(['default','ingest','timeframes'] + [f'greeks.{i}' for i in range(n)]))")
-exec "$(dirname "$PY")/celery" -A signalsvc worker -l info -Q "$QUEUES" --concurrency "${WORKER_CONCURRENCY:-2}" -O fair "$@"
+# honcho names its processes worker.1, worker.2, ...: unique node names on one host.
+NODE=${WORKER_NAME:-${HONCHO_PROCESS_NAME:-worker}}
+exec "$(dirname "$PY")/celery" -A signalsvc worker -l info -n "${NODE}@%h" --farm \
+  -Q default,ingest,timeframes --concurrency "${WORKER_CONCURRENCY:-1}" -O fair "$@"

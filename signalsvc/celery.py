@@ -9,9 +9,11 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import before_task_publish
+from celery.signals import before_task_publish, task_postrun, task_prerun
+from click import Option
 from kombu import Queue
 
+from signalsvc.farm.ownership import FarmStep
 from signalsvc.farm.queues import stamp_sent_at
 from signalsvc.farm.routing import (
     GREEKS_QUEUE_PREFIX,
@@ -22,6 +24,7 @@ from signalsvc.farm.routing import (
     greeks_queue,
     shard_for,
 )
+from signalsvc.farm.signals import task_finished, task_started
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
 
@@ -59,11 +62,23 @@ app.conf.task_default_queue = QUEUE_DEFAULT
 app.conf.task_create_missing_queues = False
 app.conf.task_routes = (route_task,)
 before_task_publish.connect(stamp_sent_at, weak=False)
+# Queue wait and run time of every task, for the backpressure monitor (signalsvc/farm/signals.py).
+task_prerun.connect(task_started, weak=False)
+task_postrun.connect(task_finished, weak=False)
+
+# `celery worker --farm`: the worker joins shard ownership (signalsvc/farm/ownership.py).
+app.user_options["worker"].add(
+    Option(
+        ("--farm",), is_flag=True, default=False, help="Join the farm: own greeks.<shard> queues as assigned."
+    )
+)
+app.steps["consumer"].add(FarmStep)
 
 
 @app.on_after_configure.connect
 def _queues(sender, **kwargs):
     sender.conf.task_queues = _declare_queues()
+
 
 # Periodic work. Expiry (seconds) = drop a run that could not start before the next one is due.
 app.conf.beat_schedule = {

@@ -25,6 +25,11 @@ def redis_client(*, decode_responses: bool = True, socket_timeout: float = 5.0) 
     return _client(settings.REDIS_URL, decode_responses, socket_timeout)
 
 
+def client_for_url(url: str, *, decode_responses: bool = False, socket_timeout: float = 5.0) -> redis.Redis:
+    """A shared client of another Redis URL (the Celery broker's, when it is not REDIS_URL)."""
+    return _client(url, decode_responses, socket_timeout)
+
+
 # Data versions: random tokens in Redis that a writer replaces after each change. A cached value
 # is stamped with the version read before its data and served while the version holds. Random,
 # never a counter, so that a version lost from Redis can never come back and vouch for an old value.

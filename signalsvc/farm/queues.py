@@ -58,7 +58,9 @@ def _sent_at(raw: bytes | str | None) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def queue_depths(client: redis.Redis, queues: list[str], *, now: float | None = None) -> dict[str, QueueDepth]:
+def queue_depths(
+    client: redis.Redis, queues: list[str], *, now: float | None = None
+) -> dict[str, QueueDepth]:
     """Depth of each queue in ``queues``, read in one pipelined round trip."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
@@ -90,3 +92,13 @@ def queue_depths(client: redis.Redis, queues: list[str], *, now: float | None = 
 def farm_depths(client: redis.Redis, shard_count: int) -> dict[str, QueueDepth]:
     """Depth of every queue of the farm: the general queues and every shard queue."""
     return queue_depths(client, all_queues(shard_count))
+
+
+def broker_client() -> redis.Redis:
+    """The broker's Redis (``CELERY_BROKER_URL``; the same server as ``REDIS_URL`` by default),
+    bytes in and out, from the shared per-process pool."""
+    from django.conf import settings
+
+    from signalsvc.redis_clients import client_for_url
+
+    return client_for_url(settings.CELERY_BROKER_URL)
