@@ -22,7 +22,9 @@ from signalsvc.api.batch import batch_items
 from signalsvc.api.errors import ApiError
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, parse_key
+from signalsvc.farm.backpressure import backpressure_guard
 from signalsvc.instruments.selectors import instrument_ref
+from signalsvc.ops.schemas import BACKPRESSURE_503
 
 MONEYNESS_HINT = (
     "greeks are per option; for an underlying use /api/v2/signals/realtime/moneyness/{underlying}/greeks/{level} "
@@ -130,10 +132,12 @@ class CalculatorApi(APIView):
                 *BODY_ERRORS,
                 *COMMON_ERRORS,
                 notes={
-                    400: "invalid_input (details.rows lists each invalid row), too_many_rows, malformed_request."
+                    400: "invalid_input (details.rows lists each invalid row), too_many_rows, malformed_request.",
+                    503: BACKPRESSURE_503,
                 },
             ),
         },
     )
     def post(self, request):
+        backpressure_guard()
         return Response(calculator.calculate(request.data, max_rows=settings.GREEKS_CALCULATOR_MAX_ROWS))

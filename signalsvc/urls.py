@@ -9,6 +9,7 @@ from streaming.views import live_page
 api_v2 = [
     path("health/live", ops_apis.LiveApi.as_view(), name="health-live"),
     path("health/ready", ops_apis.ReadyApi.as_view(), name="health-ready"),
+    path("ops/backpressure", ops_apis.BackpressureApi.as_view(), name="ops-backpressure"),
     path("market/bars", market_apis.BarsIngestApi.as_view(), name="market-bars"),
     path("market/bars/<str:key>", market_apis.BarsReadApi.as_view(), name="market-bars-read"),
     path("signals/", include("greeks.urls")),

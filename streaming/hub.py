@@ -12,7 +12,11 @@ hop per dispatched message. So broadcasts do not go through the channel layer:
 * announcements that arrive while a topic is being computed are coalesced into one more run;
 * each connection has an :class:`Outbox`: the latest data per subscription (conflation), drained
   by the connection's own writer task, so a stalled client never delays its topic or anyone else.
-  A client that lets more than ``WEBSOCKET_MAX_BACKLOG`` updates be conflated away is closed.
+  A client that lets more than ``WEBSOCKET_MAX_BACKLOG`` updates be conflated away is closed;
+* under backpressure (HIGH, CRITICAL) each topic is computed and delivered at most once per
+  ``BACKPRESSURE_STREAM_INTERVALS`` of the level (1 s, 2 s): the announcements in between are
+  coalesced into the next run, which reads the latest values. That spares the farm's Redis and
+  the database thread as well as the sockets; a new subscription's snapshot is never delayed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from signalsvc.farm.backpressure import current_level, stream_interval
 from streaming import metrics
 from streaming.feeds import FeedError, feeds_compute, greeks_keys, greeks_results
 from streaming.loops import PerLoop
@@ -144,6 +149,9 @@ class Hub:
         self._commands = asyncio.Lock()  # subscribe/unsubscribe, one at a time
         self._tasks: set[asyncio.Task] = set()
         self.updates = 0  # topic computations run (tests and metrics)
+        self._delivered: dict[str, float] = {}  # topic -> monotonic time of its last computation
+        self._pressure_interval = 0.0
+        self._pressure_read_at = float("-inf")
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -180,6 +188,7 @@ class Hub:
             feeds.pop(sub.feed, None)
         if not feeds:
             del self._topics[sub.topic]
+            self._delivered.pop(sub.topic, None)
             metrics.TOPICS.dec()
             try:
                 async with self._commands:
@@ -234,10 +243,12 @@ class Hub:
     async def _update(self, topic: str, announced: float | None) -> None:
         try:
             while True:
+                await self._pace(topic)
                 self._again.discard(topic)
                 started = announced or time.perf_counter()
                 feeds = list(self._topics.get(topic, {}))
                 if feeds:
+                    self._delivered[topic] = time.monotonic()
                     results = await self.compute(feeds)
                     self.updates += 1
                     self._deliver(topic, results)
@@ -249,6 +260,19 @@ class Hub:
             log.exception("hub: update of %s failed", topic)
         finally:
             self._running.discard(topic)
+
+    async def _pace(self, topic: str) -> None:
+        """Under backpressure, wait until the topic's last computation is one interval old; the
+        topic stays in ``_running`` meanwhile, so the announcements that come are coalesced."""
+        now = time.monotonic()
+        if now - self._pressure_read_at >= settings.BACKPRESSURE_LOCAL_SECONDS:
+            # Marked first: the other topics keep the last interval while this one reads the level
+            # (in a thread: it may read Redis, and the event loop must not wait for it).
+            self._pressure_read_at = now
+            self._pressure_interval = stream_interval(await asyncio.to_thread(current_level))
+        wait = self._delivered.get(topic, float("-inf")) + self._pressure_interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _deliver(self, topic: str, results: dict[Feed, bytes | FeedError]) -> None:
         timestamp = now_iso()

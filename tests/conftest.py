@@ -34,11 +34,13 @@ def _clean_redis_and_caches(request):
     redis_lib.Redis.from_url(settings.REDIS_URL).flushdb()
     from signalsvc.accounts.selectors import api_key_cache_clear
     from signalsvc.db.partitions import partitions_forget_cache
+    from signalsvc.farm.backpressure import backpressure_forget
     from signalsvc.instruments.selectors import instrument_ids_clear_cache
 
     instrument_ids_clear_cache()
     api_key_cache_clear()
     partitions_forget_cache()
+    backpressure_forget()
     yield
 
 

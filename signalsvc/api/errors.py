@@ -20,12 +20,13 @@ log = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An error a service or view raises with an explicit status, code and details."""
 
-    def __init__(self, *, status_code: int, code: str, message: str, details=None):
+    def __init__(self, *, status_code: int, code: str, message: str, details=None, headers=None):
         super().__init__(detail=message, code=code)
         self.status_code = status_code
         self.error_code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}  # e.g. Retry-After with a 503
 
 
 def error_body(code: str, message: str, details=None) -> dict:
@@ -49,7 +50,9 @@ def exception_handler(exc, context):
     """DRF exception handler: every error, known or not, leaves as the error JSON."""
     headers = {}
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.error_code, exc.message, exc.details), status=exc.status_code)
+        return Response(
+            error_body(exc.error_code, exc.message, exc.details), status=exc.status_code, headers=exc.headers
+        )
     if isinstance(exc, InvalidKey):
         return Response(error_body("invalid_instrument_key", str(exc)), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, UnknownInstrument):

@@ -2,12 +2,15 @@ import os
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from signalsvc.api.schemas import error_responses
+from signalsvc.farm.backpressure import backpressure_status
+from signalsvc.farm.metrics import farm_registry
 from signalsvc.ops.health import calendar_status, readiness
-from signalsvc.ops.schemas import LiveSerializer, ReadinessSerializer
+from signalsvc.ops.schemas import BackpressureSerializer, LiveSerializer, ReadinessSerializer
 
 
 class _OpenView(APIView):
@@ -42,10 +45,28 @@ class ReadyApi(_OpenView):
         )
 
 
+class BackpressureApi(_OpenView):
+    @extend_schema(
+        summary="Backpressure of the worker farm: the level, the signals that set it, queue depths",
+        responses={
+            200: BackpressureSerializer,
+            **error_responses(
+                503, notes={503: "The broker's Redis cannot be read: the farm cannot be measured."}
+            ),
+        },
+    )
+    def get(self, request):
+        return Response(backpressure_status())
+
+
 def metrics_view(request):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several worker processes (gunicorn): the sum of every live worker's samples.
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    else:
+        registry = REGISTRY
+    # The farm's gauges (queues, backpressure, shard owners) are read from Redis at scrape time, the
+    # same in either mode: their own registry, appended.
+    body = generate_latest(registry) + generate_latest(farm_registry())
+    return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -36,6 +36,10 @@ RANGE = {
     "end_time": (DEMO_START + dt.timedelta(minutes=MINUTES)).isoformat(),
 }
 DEAD = "redis://127.0.0.1:1/0"
+# The memory in use is above 0 %: the farm is at CRITICAL whatever else it measures.
+CRITICAL_AT_ANY_LOAD = dict.fromkeys(settings.BACKPRESSURE_THRESHOLDS, (float("inf"),) * 3) | {
+    "memory": (0, 0, 0)
+}
 
 # Values known once the market exists, resolved in the calls when they run.
 OPTION, FUTURE, FRONT, UNCOMPUTED = "<option>", "<future>", "<front expiry>", "<option without greeks>"
@@ -102,6 +106,8 @@ CALLS = [
     get("live", "/health/live", 200),
     get("ready", "/health/ready", 200),
     get("ready, broker down", "/health/ready", 503, settings={"CELERY_BROKER_URL": DEAD}),
+    get("backpressure", "/ops/backpressure", 200),
+    get("backpressure, broker down", "/ops/backpressure", 503, settings={"CELERY_BROKER_URL": DEAD}),
     # market data
     post("bars ingest", "/market/bars", 200, [BAR], key=WRITER),
     post("bars ingest, invalid rows", "/market/bars", 400, [{"open": -1}, BAR], key=WRITER),
@@ -171,6 +177,13 @@ CALLS = [
         },
     ),
     post("calculator, invalid rows", "/signals/greeks/calculate", 400, {"rows": [ROW, {"strike": -1}]}),
+    post(
+        "calculator, CRITICAL backpressure",
+        "/signals/greeks/calculate",
+        503,
+        {"rows": [ROW | {"volatility": 0.2}]},
+        settings={"BACKPRESSURE_THRESHOLDS": CRITICAL_AT_ANY_LOAD},
+    ),
     # timeframes
     get("historical bars", HI + "/bars/{key}", 200, SPOT, RANGE),
     get("historical bars, 5m", HI + "/bars/{key}", 200, SPOT, RANGE | {"timeframe": "5m"}),
@@ -509,7 +522,7 @@ def test_every_operation_is_called(openapi):
 def test_the_error_statuses_are_documented(openapi):
     """Each documented error status carries the error body, and the shared ones are everywhere."""
     for (path, method), operation in _operations(openapi).items():
-        if path.startswith("/api/v2/health/"):
+        if path.startswith(("/api/v2/health/", "/api/v2/ops/")):  # open: no key, no rate limit
             continue
         responses = operation["responses"]
         assert {"401", "429", "503"} <= set(responses), (method, path)
