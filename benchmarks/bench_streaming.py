@@ -4,11 +4,11 @@ channels_redis ``group_send`` as the baseline and a framework-free floor measure
 Setup, in the bench database ``signal_bench`` and Redis DB 9 (``bench_timeframes._configure``):
 100 synthetic underlyings ``NSE@BWS000@equity_spot`` ... ``BWS099`` with one call option each,
 registered with ``instruments_upsert``, and each option's latest Greeks in Redis
-(``greeks:last:<key>``, the shape the chain task stores, ~700 bytes) ending in a field
-``"bench":"<phase>:<publish ns>"`` that the bench controls. One *update* of a topic = SET of that
-JSON with the current ``time.time_ns()``, then PUBLISH ``signal:greeks:<underlying>`` (the chain
-task's announcement), in one pipeline: the hub reads the option's value (one MGET per topic
-update) and writes it to its sockets. Latency = receive time - publish time, both
+(field ``<key>`` of the chain hash ``greeks:chain:<underlying>``, the shape the chain task stores,
+~700 bytes) ending in a field ``"bench":"<phase>:<publish ns>"`` that the bench controls. One
+*update* of a topic = HSET of that JSON with the current ``time.time_ns()``, then PUBLISH
+``signal:greeks:<underlying>`` (the chain task's announcement), in one pipeline: the hub reads the
+option's value (one HMGET per topic update) and writes it to its sockets. Latency = receive time - publish time, both
 ``time.time_ns()`` on this machine (loopback only). Phase ids are unique in the run, and snapshots
 (``"snapshot":true``, whatever value was stored) are not counted.
 
@@ -373,6 +373,11 @@ def _client_main(pipe, port: int, options: list[str], first: int) -> None:
 # -- the publisher (in its own process) -----------------------------------------------------------
 
 
+def _chain_key(channel: str) -> str:
+    """The chain hash the chain task writes for the underlying announced on ``channel``."""
+    return "greeks:chain:" + channel.removeprefix("signal:greeks:")
+
+
 @dataclass(frozen=True)
 class _Topic:
     option: str
@@ -436,7 +441,7 @@ async def _publisher(pipe, redis_url: str, mode: str, topics: list[_Topic]) -> N
                 pipe_ = redis.pipeline(transaction=False)
                 for j in range(k, upto):
                     topic = topics[j % n]
-                    pipe_.set(b"greeks:last:" + topic.option.encode(), topic.prefix + tail)
+                    pipe_.hset(_chain_key(topic.channel), topic.option, topic.prefix + tail)
                     pipe_.publish(topic.channel, topic.announce)
                     per_topic[j % n] += 1
                 await pipe_.execute()
@@ -651,7 +656,7 @@ class _Floor:
 
     async def deliver(self, topic: str) -> None:
         options = list(self.options.get(topic, ()))
-        values = await self.redis.mget([b"greeks:last:" + o for o in options])
+        values = await self.redis.hmget(_chain_key(topic), options)
         for option, value in zip(options, values, strict=True):
             if value is None:
                 continue
@@ -1122,7 +1127,8 @@ def _topics() -> list[_Topic]:
     client = redis_client()
     pipe = client.pipeline(transaction=False)
     for t in topics:
-        pipe.set("greeks:last:" + t.option, t.prefix + f'0:{time.time_ns()}"}}'.encode(), ex=86400)
+        pipe.hset(_chain_key(t.channel), t.option, t.prefix + f'0:{time.time_ns()}"}}'.encode())
+        pipe.expire(_chain_key(t.channel), 86400)
     pipe.execute()
     return topics
 

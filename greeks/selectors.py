@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from greeks.services import LATEST_PREFIX
+from greeks.services import chain_latest_key
 from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_products, instrument_ref
 from signalsvc.redis_clients import redis_client as shared_redis_client
@@ -8,14 +8,42 @@ from signalsvc.redis_clients import redis_client as shared_redis_client
 NO_DATA_HINT = "they are computed every minute from live ticks"
 
 
+def latest_reads(keys: list[str]) -> list[tuple[str, list[str]]]:
+    """How to read the latest values of canonical option keys: (chain hash, its fields) per
+    underlying, in first-seen order; the values come back in that order, flattened."""
+    fields: dict[str, list[str]] = {}
+    for key in keys:
+        fields.setdefault(chain_latest_key(parse_key(key).underlying_key), []).append(key)
+    return list(fields.items())
+
+
+def latest_reorder(keys: list[str], reads: list[tuple[str, list[str]]], values: list[list]) -> list:
+    """The values read by ``latest_reads`` (one HMGET per chain) in the order of ``keys``."""
+    found = {
+        field: value
+        for (_, fields), got in zip(reads, values, strict=True)
+        for field, value in zip(fields, got, strict=True)
+    }
+    return [found[k] for k in keys]
+
+
 def greeks_latest_raw_many(*, keys: list[str]) -> list[bytes | None]:
-    """The latest values of many option keys as stored (JSON bytes or None), in one MGET."""
-    return shared_redis_client(decode_responses=False).mget([LATEST_PREFIX + k for k in keys]) if keys else []
+    """The latest values of many canonical option keys as stored (JSON bytes or None): one HMGET
+    per underlying, all in one round trip."""
+    if not keys:
+        return []
+    reads = latest_reads(keys)
+    pipe = shared_redis_client(decode_responses=False).pipeline(transaction=False)
+    for chain, fields in reads:
+        pipe.hmget(chain, fields)
+    return latest_reorder(keys, reads, pipe.execute())
 
 
 def greeks_latest_raw(*, key: str) -> bytes | None:
-    """The latest value of one option key as stored: its JSON bytes (one GET)."""
-    return shared_redis_client(decode_responses=False).get(LATEST_PREFIX + key)
+    """The latest value of one canonical option key as stored: its JSON bytes (one HGET)."""
+    return shared_redis_client(decode_responses=False).hget(
+        chain_latest_key(parse_key(key).underlying_key), key
+    )
 
 
 def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str, bytes], dict[str, dict]]:

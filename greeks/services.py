@@ -10,13 +10,13 @@ PostgreSQL by COPY, latest values to Redis, and an update is published for strea
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -30,13 +30,16 @@ from signalsvc.db.copy import copy_upsert
 from signalsvc.db.partitions import partitions_ensure
 from signalsvc.instruments.models import Instrument
 from signalsvc.marketdata.latest import latest_ticks_get
+from signalsvc.redis_clients import hash_replace_if_newer
 from signalsvc.redis_clients import redis_client as shared_redis_client
-from signalsvc.redis_clients import version_new
 
 log = logging.getLogger(__name__)
 
 TABLE = "greeks_option_1m"
-LATEST_PREFIX = "greeks:last:"
+# The latest values of a chain: one hash per underlying, a field per option key holding the
+# option's JSON (what the realtime endpoint returns as is), replaced whole by each computation.
+CHAIN_LATEST_PREFIX = "greeks:chain:"
+LATEST_TTL_SECONDS = 7 * 86400
 # Pub/sub channels are not per Redis database: PUBSUB_PREFIX keeps deployments sharing a server apart.
 UPDATES_CHANNEL_PREFIX = settings.PUBSUB_PREFIX + "signal:greeks:"
 IST = ZoneInfo("Asia/Kolkata")
@@ -298,14 +301,23 @@ def greeks_rows_store(*, chain: PricedChain) -> int:
         )
 
 
-def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> None:
-    """Latest value per option as JSON in Redis, then one update message for the streaming layer."""
+def chain_latest_key(underlying_key: str) -> str:
+    return CHAIN_LATEST_PREFIX + underlying_key
+
+
+def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> bool:
+    """The chain's latest values as one hash (a field per option), written whole and only over an
+    older computation, with the chain version bumped and one update message published, in one
+    atomic step. Returns whether it was written (False: a newer computation got there first)."""
     minute = chain.minute.isoformat()
     computed_at = chain.computed_at.isoformat()
     option_type = np.where(chain.is_call, "call", "put").tolist()
+    price_source = np.where(chain.used_mid, "mid", "ltp").tolist()
     price, iv = finite_or_none_list(chain.price), finite_or_none_list(chain.iv)
     greeks = {name: finite_or_none_list(chain.values[name]) for name in GREEK_NAMES}
-    pipe = client.pipeline(transaction=False)
+    strikes, forward, t = chain.strikes.tolist(), chain.forward.tolist(), chain.t.tolist()
+    reasons = [engine.describe_reason(int(r)) for r in chain.reason]
+    fields: list = []
     for i, key in enumerate(chain.keys):
         payload = {
             "instrument_key": key,
@@ -313,28 +325,32 @@ def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> None:
             "timestamp": chain.source_ts[i].isoformat(),
             "minute": minute,
             "expiry": chain.expiries[i].isoformat(),
-            "strike": float(chain.strikes[i]),
+            "strike": strikes[i],
             "option_type": option_type[i],
             "model": chain.model,
             "underlying_price": chain.spot,
-            "forward": float(chain.forward[i]),
+            "forward": forward[i],
             "forward_source": chain.forward_source[i],
             "option_price": price[i],
-            "price_source": "mid" if chain.used_mid[i] else "ltp",
-            "time_to_expiry": float(chain.t[i]),
+            "price_source": price_source[i],
+            "time_to_expiry": t[i],
             "iv": iv[i],
-            "iv_reason": engine.describe_reason(int(chain.reason[i])),
+            "iv_reason": reasons[i],
             "greeks": {name: greeks[name][i] for name in GREEK_NAMES} | {"iv": iv[i]},
             "computed_at": computed_at,
         }
-        pipe.set(LATEST_PREFIX + key, json.dumps(payload), ex=7 * 86400)
-    # The chain's rows are committed: historical responses of this underlying are stale now.
-    pipe.set(chain_version_key(chain.underlying_key), version_new())
-    pipe.publish(
-        UPDATES_CHANNEL_PREFIX + chain.underlying_key,
-        json.dumps({"underlying": chain.underlying_key, "minute": minute, "options": len(chain)}),
+        fields += [key, orjson.dumps(payload)]
+    return hash_replace_if_newer(
+        client,
+        chain_latest_key(chain.underlying_key),
+        source_us=int(chain.reference.timestamp() * 1_000_000),
+        ttl=LATEST_TTL_SECONDS,
+        fields=fields,
+        channel=UPDATES_CHANNEL_PREFIX + chain.underlying_key,
+        message=orjson.dumps({"underlying": chain.underlying_key, "minute": minute, "options": len(chain)}),
+        # The chain's rows are committed: historical responses of this underlying are stale now.
+        version_key=chain_version_key(chain.underlying_key),
     )
-    pipe.execute()
 
 
 def active_underlyings() -> list[str]:

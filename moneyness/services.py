@@ -41,6 +41,7 @@ from moneyness.models import ATM_SIDE_FIELDS, GROUP_FIELDS, GROUPS
 from signalsvc.core.numbers import finite_or_none
 from signalsvc.db.copy import Upsert, copy_upsert_many
 from signalsvc.db.partitions import partitions_ensure
+from signalsvc.redis_clients import hash_replace_if_newer
 from timeframes.core.buckets import aware_to_us
 
 if TYPE_CHECKING:
@@ -426,18 +427,6 @@ def latest_json(a: MoneynessAnalytics) -> dict:
 
 # Replace the underlying's hash only when the data is not older than what it holds; publish only
 # what was written. KEYS[1] hash; ARGV: source µs, TTL, channel, message, then field/value pairs.
-_REPLACE_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'source_us')
-if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'source_us', ARGV[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
-"""
-
-
 def chain_key(underlying_key: str) -> str:
     return CHAIN_KEY_PREFIX + underlying_key
 
@@ -454,15 +443,12 @@ def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Red
         fields += [e.snapshot.expiry.isoformat(), blob]
         if i == 0:
             fields += [FRONT_FIELD, blob]
-    # EVALSHA, loading the script once per server (redis-py retries with the text after a restart).
-    written = client.register_script(_REPLACE_IF_NEWER)(
-        keys=[chain_key(a.underlying_key)],
-        args=[
-            aware_to_us(a.source_ts),
-            LATEST_TTL_SECONDS,
-            UPDATES_CHANNEL_PREFIX + a.underlying_key,
-            payload,
-            *fields,
-        ],
+    return hash_replace_if_newer(
+        client,
+        chain_key(a.underlying_key),
+        source_us=aware_to_us(a.source_ts),
+        ttl=LATEST_TTL_SECONDS,
+        fields=fields,
+        channel=UPDATES_CHANNEL_PREFIX + a.underlying_key,
+        message=payload,
     )
-    return bool(written)

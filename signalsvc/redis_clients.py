@@ -47,3 +47,41 @@ def version_get(client: redis.Redis, key: str) -> bytes:
         client.set(key, version_new(), nx=True)
         token = client.get(key)
     return token
+
+
+# Replace a hash with a newer computation's fields, never with an older one (a retried, late or
+# stolen task must not undo a newer result), then optionally set a version key and publish one
+# message, all atomically. KEYS[1]: the hash; KEYS[2] (optional): a version key.
+# ARGV: source_us, ttl seconds, channel, message, version, then field/value pairs.
+_HASH_REPLACE_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'source_us')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'source_us', ARGV[1])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+if #KEYS > 1 then redis.call('SET', KEYS[2], ARGV[5]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+SOURCE_FIELD = "source_us"
+
+
+def hash_replace_if_newer(
+    client: redis.Redis,
+    key: str,
+    *,
+    source_us: int,
+    ttl: int,
+    fields: list,
+    channel: str,
+    message: bytes | str,
+    version_key: str | None = None,
+) -> bool:
+    """Store ``fields`` (flat field/value list) as the whole hash ``key`` when ``source_us`` is
+    not older than what it holds (field ``source_us``); then set ``version_key`` to a new version
+    and publish ``message`` on ``channel``. Returns whether it was written. EVALSHA: the script is
+    loaded once per server (redis-py resends the text after a restart)."""
+    keys = [key] if version_key is None else [key, version_key]
+    args = [source_us, ttl, channel, message, version_new(), *fields]
+    return bool(client.register_script(_HASH_REPLACE_IF_NEWER)(keys=keys, args=args))

@@ -99,13 +99,15 @@ def _indicator(feed: Feed) -> bytes:
 _ONE_BY_ONE = {"moneyness": _moneyness, "atm_iv": _moneyness, "bars": _bars, "indicators": _indicator}
 
 
-def greeks_keys(feeds: list[Feed]) -> list[str]:
-    """The Redis keys of the stored latest values of these greeks feeds (one MGET reads them all)."""
-    return [greeks_selectors.LATEST_PREFIX + f.instrument_key for f in feeds]
-
-
-def greeks_results(feeds: list[Feed], values: list[bytes | None]) -> dict[Feed, bytes | FeedError]:
-    """The greeks feeds' data from their stored values (as read by one MGET of ``greeks_keys``)."""
+async def greeks_read(redis, feeds: list[Feed]) -> dict[Feed, bytes | FeedError]:
+    """The greeks feeds' data, read in the event loop with one round trip (one HMGET per chain)
+    from ``redis`` (an asyncio client): the stored JSON of each option, or a ``no_data`` error."""
+    keys = [f.instrument_key for f in feeds]
+    reads = greeks_selectors.latest_reads(keys)
+    pipe = redis.pipeline(transaction=False)
+    for chain, fields in reads:
+        pipe.hmget(chain, fields)
+    values = greeks_selectors.latest_reorder(keys, reads, await pipe.execute())
     return {
         feed: value
         if value is not None
@@ -116,7 +118,7 @@ def greeks_results(feeds: list[Feed], values: list[bytes | None]) -> dict[Feed, 
 
 def feeds_compute(feeds: Iterable[Feed]) -> dict[Feed, bytes | FeedError]:
     """The data of every feed (JSON bytes) or its error, for the feeds that are not greeks
-    (those read only Redis: the hub reads them in its event loop, ``greeks_results``)."""
+    (those read only Redis: the hub reads them in its event loop, ``greeks_read``)."""
     out: dict[Feed, bytes | FeedError] = {}
     for feed in feeds:
         try:

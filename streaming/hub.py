@@ -34,7 +34,7 @@ from django.conf import settings
 
 from signalsvc.farm.backpressure import current_level, stream_interval
 from streaming import metrics
-from streaming.feeds import FeedError, feeds_compute, greeks_keys, greeks_results
+from streaming.feeds import FeedError, feeds_compute, greeks_read
 from streaming.loops import PerLoop
 from streaming.protocol import Feed, Subscription
 
@@ -296,7 +296,7 @@ class Hub:
         others = [f for f in feeds if f.channel != "greeks"]
         out: dict[Feed, bytes | FeedError] = {}
         if greeks:
-            out.update(greeks_results(greeks, await self._redis.mget(greeks_keys(greeks))))
+            out.update(await greeks_read(self._redis, greeks))
         if others:
             out.update(await _compute(others))
         return out

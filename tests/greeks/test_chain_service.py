@@ -7,7 +7,7 @@ from django.db import connection
 
 from greeks.engine import IVReason
 from greeks.models import OptionGreeks
-from greeks.services import LATEST_PREFIX, chain_compute
+from greeks.services import chain_compute, chain_latest_key
 from signalsvc.core.keys import parse_key
 
 pytestmark = pytest.mark.django_db
@@ -43,8 +43,10 @@ def test_atm_iv_recovers_the_true_volatility(demo_market, redis_client):
     chain_compute(underlying_key=NIFTY, client=redis_client)
     spot = demo_market.spot("NIFTY")
     checked = 0
-    for key in redis_client.scan_iter(LATEST_PREFIX + "NSE@NIFTY@equity_options@*"):
-        value = json.loads(redis_client.get(key))
+    for key, raw in redis_client.hgetall(chain_latest_key(NIFTY)).items():
+        if key == "source_us":
+            continue
+        value = json.loads(raw)
         parsed = parse_key(value["instrument_key"])
         # Near the money and out of it: prices of hundreds of rupees, where 0.05 rounding is negligible.
         if abs(float(parsed.strike) / spot - 1) > 0.01:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from greeks.services import LATEST_PREFIX, chain_compute
+from greeks.services import chain_compute, chain_latest_key
 
 pytestmark = pytest.mark.django_db
 
@@ -12,8 +12,7 @@ NIFTY = "NSE@NIFTY@equity_spot"
 @pytest.fixture
 def computed(demo_market, redis_client):
     chain_compute(underlying_key=NIFTY, client=redis_client)
-    keys = [k.removeprefix(LATEST_PREFIX) for k in redis_client.scan_iter(LATEST_PREFIX + "*")]
-    return sorted(keys)
+    return sorted(k for k in redis_client.hkeys(chain_latest_key(NIFTY)) if k != "source_us")
 
 
 def test_realtime_greeks_of_an_option(api, computed):
@@ -28,7 +27,7 @@ def test_realtime_greeks_of_an_option(api, computed):
 
 def test_realtime_on_demand_refresh_recomputes(api, computed, redis_client):
     key = computed[0]
-    redis_client.delete(LATEST_PREFIX + key)
+    redis_client.delete(chain_latest_key(NIFTY))
     assert api.get(f"/api/v2/signals/realtime/greeks/{key}").status_code == 404
     response = api.get(f"/api/v2/signals/realtime/greeks/{key}", {"refresh": "true"})
     assert response.status_code == 200
@@ -127,25 +126,26 @@ def test_calculator_row_limit(api, db):
 def test_a_batch_is_one_instrument_query_and_one_redis_read(
     api, computed, django_assert_num_queries, monkeypatch
 ):
-    """100 keys cost what one costs: one registry query and one MGET (issue 9), not one of each per key."""
-    import redis
+    """100 keys cost what one costs: one registry query and one Redis round trip (issue 9) — a
+    pipeline of one HMGET per chain — not one of each per key."""
+    from redis.client import Pipeline
 
     from signalsvc.instruments.selectors import instrument_ids_clear_cache
 
     keys = computed[:100]
     reads = []
-    real_mget = redis.Redis.mget
+    real_execute = Pipeline.execute
 
-    def counting_mget(self, *args, **kwargs):
-        reads.append(len(args[0]))
-        return real_mget(self, *args, **kwargs)
+    def counting_execute(self, *args, **kwargs):
+        reads.append([(c[0][0], len(c[0]) - 2) for c in self.command_stack])
+        return real_execute(self, *args, **kwargs)
 
-    monkeypatch.setattr(redis.Redis, "mget", counting_mget)
+    monkeypatch.setattr(Pipeline, "execute", counting_execute)
     instrument_ids_clear_cache()  # cold: the keys are not yet known to this process
     with django_assert_num_queries(1):
         body = api.post("/api/v2/signals/batch/greeks", {"instrument_keys": keys}, format="json").json()
     assert (body["requested"], body["succeeded"], body["errors"]) == (100, 100, {})
-    assert reads == [100]
+    assert reads == [[("HMGET", 100)]]  # one round trip: every key is of one chain (NIFTY)
     with django_assert_num_queries(0):  # warm: the registry answers from the process's cache
         api.post("/api/v2/signals/batch/greeks", {"instrument_keys": keys}, format="json")
     assert body["results"][keys[7]] == api.get(f"/api/v2/signals/realtime/greeks/{keys[7]}").json()
