@@ -20,6 +20,28 @@ Rows:
   pandas per session, no HTTP, no JSON: vectorised (``groupby`` on session and bucket index; the
   ratio is against this one, the faster) and ``groupby`` session + ``resample(origin=session open)``.
 
+Custom timeframes on the farm (issue 11, item 7), in the same run:
+* endpoint after the farm warm: every ``tf:*`` key deleted, then the farm's task body
+  (``services.custom_timeframe_warm``) for (instrument, 7m), then the whole year requested: a
+  range never asked before, served from the session entries the task wrote.
+* the warm task itself: a whole year (the first warm of a timeframe), one session (after a
+  close or a correction), nothing new (TTL renewal only); and queueing one warm (coalescing mark
+  plus the publish to its ``greeks.<shard>`` queue), the per-task overhead that decided one task
+  per (instrument, timeframe) rather than one per underlying.
+* cold-read ratio over a simulated day, with the farm and without it (today's behaviour), same
+  sequence: four custom timeframes (7m 13m 45m 2h) come into use one after another during the
+  last session (first request ever at minutes 0, 3, 6, 9), each minute 4 reads of a random
+  timeframe already in use over the last 1, 5, 20 or 250 sessions up to the simulated now,
+  ``cache.bars_read`` with a simulated clock (the endpoint has none); at the end of each minute the
+  minute task (refresh with no settle window, counters flushed to ``signal_custom_timeframes``,
+  the session-close trigger), then the queued warms run from the shard queues with the simulated
+  clock (the bench plays the worker; it also runs the warm a cold read queues on demand right
+  after that read, as an idle worker would). The last session closes after minute 12 (its last bar
+  written at the close); a bar of an earlier session is corrected in minute 15; 18 minutes, 72
+  reads. A read is cold when it
+  aggregates in PostgreSQL a closed session the cache could have held (``cache.read_outcome``);
+  the floor is the four first requests.
+
 Targets (issue 4): cold p50 < 100 ms, warm p50 < 10 ms.
 """
 
@@ -191,6 +213,229 @@ def _pandas_baselines(instrument_id: int, sessions) -> tuple[Callable[[], int], 
     return grouped, resampled
 
 
+FARM_TIMEFRAMES = ("7m", "13m", "45m", "2h")
+FARM_SPANS = (1, 5, 20, SESSIONS)  # sessions up to the simulated now
+FARM_MINUTES = 18
+FARM_CLOSE_AFTER = 12  # the last session closes after this many simulated minutes
+FARM_CORRECTION_AT = 15
+FARM_READS_PER_MINUTE = 4
+
+
+def _take_warms() -> list[tuple[int, str]]:
+    """Take the warms waiting on the shard queues, oldest first (other messages stay where they are)."""
+    import base64
+    import json
+
+    from django.conf import settings
+
+    from signalsvc.farm.routing import shard_queues
+    from signalsvc.redis_clients import client_for_url
+    from timeframes.tasks import WARM_TASK
+
+    broker = client_for_url(settings.CELERY_BROKER_URL)
+    taken = []
+    for queue in shard_queues(settings.SHARD_COUNT):
+        for raw in reversed(broker.lrange(queue, 0, -1)):  # kombu pushes left and pops right
+            message = json.loads(raw)
+            if message["headers"]["task"] == WARM_TASK and broker.lrem(queue, 1, raw):
+                instrument_id, label = json.loads(base64.b64decode(message["body"]))[0]
+                taken.append((instrument_id, label))
+    return taken
+
+
+def _farm_reset(instrument_id: int, flush_all: Callable[[], None]) -> None:
+    """No cache entries, no usage recorded, no warms waiting: as before the first request ever."""
+    from timeframes import cache
+    from timeframes.models import CustomTimeframe
+
+    cache.stats_flush()  # the counters of earlier requests go to Redis, deleted with tf:* below
+    flush_all()
+    CustomTimeframe.objects.filter(instrument_id=instrument_id).delete()
+    _take_warms()
+    cache.read_counts_reset()
+
+
+def _work_the_farm(now: dt.datetime) -> int:
+    """Run the warms waiting on the shard queues with the simulated clock (the bench is the worker)."""
+    from timeframes.services import custom_timeframe_warm
+
+    warms = _take_warms()
+    for instrument_id, label in warms:
+        custom_timeframe_warm(instrument_id=instrument_id, timeframe=label, now=now)
+    return len(warms)
+
+
+def _farm_sequence(instrument_id: int, sessions, *, farm: bool) -> dict:
+    """The simulated day of the module docstring; returns the read outcomes and latencies."""
+    import statistics
+    import time
+
+    import numpy as np
+    from django.db import connection
+
+    from signalsvc.marketdata.services import BarIn, bars_upsert
+    from timeframes import cache, selectors
+    from timeframes.services import custom_timeframes_flush, custom_timeframes_warm_closed, rollups_refresh
+
+    def bar_at(ts: dt.datetime) -> tuple:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT open, high, low, close, volume, oi FROM market_bar_1m WHERE instrument_id = %s AND ts = %s",
+                [instrument_id, ts],
+            )
+            return cur.fetchone()
+
+    rng = np.random.default_rng(7)
+    last = sessions[-1]
+    last_minute = last.close - dt.timedelta(minutes=1)
+    corrected_ts = sessions[-10].open + dt.timedelta(minutes=100)
+    original = bar_at(corrected_ts)
+    timeframes = [selectors.timeframe_parse(label) for label in FARM_TIMEFRAMES]
+    in_use: list = []
+    latencies = []
+    warms = 0
+    cold_when = dict.fromkeys(("first request", "its first minute", "later"), 0)
+    for minute in range(FARM_MINUTES):
+        if minute < FARM_CLOSE_AFTER:
+            now = last.open + dt.timedelta(hours=3, minutes=minute)
+        else:
+            now = last.close + dt.timedelta(minutes=minute - FARM_CLOSE_AFTER, seconds=30)
+        if minute == FARM_CLOSE_AFTER:  # the last minute's bar is written at the close
+            bars_upsert(bars=[BarIn(instrument_id, last_minute, *bar_at(last_minute))])
+        if minute % 3 == 0 and len(in_use) < len(timeframes):
+            in_use.append(timeframes[len(in_use)])
+            picks = [(in_use[-1], 5)]  # its first request ever
+        else:
+            picks = []
+        picks += [
+            (in_use[rng.integers(len(in_use))], int(rng.choice(FARM_SPANS)))
+            for _ in range(FARM_READS_PER_MINUTE - len(picks))
+        ]
+        for i, (timeframe, span) in enumerate(picks):
+            if minute == FARM_CORRECTION_AT and i == FARM_READS_PER_MINUTE // 2:
+                o, h, low, c, v, oi = original
+                bars_upsert(bars=[BarIn(instrument_id, corrected_ts, o, h + 5.0, low, c, v, oi)])
+            colds = cache.read_counts()["cold"]
+            started = time.perf_counter()
+            cache.bars_read(
+                instrument_id=instrument_id, timeframe=timeframe, start=sessions[-span].open, end=now, now=now
+            )
+            latencies.append(time.perf_counter() - started)
+            if farm:  # an idle worker takes a warm queued on demand by a cold read at once
+                warms += _work_the_farm(now)
+            if cache.read_counts()["cold"] > colds:
+                introduced = 3 * FARM_TIMEFRAMES.index(timeframe.label)  # the minute of its first request
+                if minute != introduced:
+                    cold_when["later"] += 1
+                elif i == 0:
+                    cold_when["first request"] += 1
+                else:
+                    cold_when["its first minute"] += 1
+        # The minute task, then the farm (or, without it, nobody consumes the shard queues).
+        rollups_refresh(settle=dt.timedelta(0))
+        custom_timeframes_flush()
+        custom_timeframes_warm_closed(now=now)
+        if farm:
+            warms += _work_the_farm(now)
+    cache.fills_wait()
+    bars_upsert(bars=[BarIn(instrument_id, corrected_ts, *original)])  # the bench's data as loaded
+    rollups_refresh(settle=dt.timedelta(0))
+    return {
+        **cache.read_counts(),
+        "reads": len(latencies),
+        "p50": statistics.median(latencies),
+        "mean": statistics.fmean(latencies),
+        "warms": warms,
+        "cold_when": cold_when,
+    }
+
+
+def _farm_rows(instrument_id: int, sessions, request, flush_all, buckets: int, cold: float) -> list:
+    from benchmarks.common import Result, median_time
+    from timeframes import cache
+    from timeframes.services import custom_timeframe_warm, custom_timeframes_warm_enqueue
+
+    redis = cache.redis_client()
+
+    def warm() -> dict:
+        return custom_timeframe_warm(instrument_id=instrument_id, timeframe=TIMEFRAME)
+
+    def flush_and_warm() -> None:
+        flush_all()
+        warm()
+
+    def drop_last_session() -> None:
+        for key in redis.scan_iter(
+            match=f"{cache.ENTRY_PREFIX}{instrument_id}:{TIMEFRAME}:{sessions[-1].date}:*"
+        ):
+            redis.delete(key)
+
+    def enqueue() -> None:
+        redis.delete(cache.warm_pending_key(instrument_id, TIMEFRAME))
+        custom_timeframes_warm_enqueue(pairs=[(instrument_id, TIMEFRAME)])
+
+    after_warm = median_time(request, repeats=7, warmup=0, before=flush_and_warm)
+    warm_year = median_time(warm, repeats=5, warmup=0, before=flush_all)
+    year_report = warm()
+    warm_one = median_time(warm, repeats=7, warmup=0, before=drop_last_session)
+    warm_none = median_time(warm, repeats=7)
+    queue_one = median_time(enqueue, repeats=20)
+
+    without = _farm_sequence_reset(instrument_id, sessions, flush_all, farm=False)
+    with_farm = _farm_sequence_reset(instrument_id, sessions, flush_all, farm=True)
+    _farm_reset(instrument_id, flush_all)
+
+    def ratio(r: dict) -> str:
+        when = ", ".join(f"{k} {v}" for k, v in r["cold_when"].items())
+        share = r["cold"] / r["reads"]
+        return f"cold {r['cold']} of {r['reads']} reads ({share:.0%}; {when}), changed {r['changed']}"
+
+    return [
+        Result(
+            _BENCH,
+            "endpoint after the farm warm",
+            buckets,
+            after_warm,
+            f"p50; whole year never asked: session entries written by the warm task; {cold / after_warm:.1f}x "
+            "faster than cold",
+        ),
+        Result(
+            _BENCH,
+            "farm warm task: a year (first warm)",
+            year_report["sessions"],
+            warm_year,
+            "p50; services.custom_timeframe_warm, every closed session aggregated and written",
+        ),
+        Result(_BENCH, "farm warm task: one session closed", 1, warm_one, "p50; + TTL renewal of the year"),
+        Result(
+            _BENCH, "farm warm task: nothing new", year_report["sessions"], warm_none, "p50; TTL renewal only"
+        ),
+        Result(
+            _BENCH, "queue one warm (mark + publish)", 1, queue_one, "p50; coalescing SET NX + apply_async"
+        ),
+        Result(
+            _BENCH,
+            "day of reads, no farm (today)",
+            without["reads"],
+            without["p50"],
+            f"p50 of the reads, mean {without['mean'] * 1e3:.1f} ms; {ratio(without)}",
+        ),
+        Result(
+            _BENCH,
+            "day of reads, with the farm",
+            with_farm["reads"],
+            with_farm["p50"],
+            f"p50 of the reads, mean {with_farm['mean'] * 1e3:.1f} ms; {ratio(with_farm)}; "
+            f"{with_farm['warms']} warms ran; floor: {len(FARM_TIMEFRAMES)} first requests",
+        ),
+    ]
+
+
+def _farm_sequence_reset(instrument_id: int, sessions, flush_all, *, farm: bool) -> dict:
+    _farm_reset(instrument_id, flush_all)
+    return _farm_sequence(instrument_id, sessions, farm=farm)
+
+
 def run() -> list:
     from benchmarks.common import Result, load_note, median_time, verdict
 
@@ -258,6 +503,7 @@ def run() -> list:
     )
     base = median_time(baseline, repeats=5, warmup=0)
     base_resample = median_time(baseline_resample, repeats=3, warmup=0)
+    farm_rows = _farm_rows(instrument_id, sessions, request, flush_all, buckets, cold)
     rows_note = f"{SESSIONS * MINUTES:,} rows -> {buckets:,} buckets" + (
         "" if agreed else "; COUNT MISMATCH vs pandas"
     )
@@ -305,6 +551,7 @@ def run() -> list:
             base_resample,
             "groupby session + resample(origin=session open); no HTTP, no JSON",
         ),
+        *farm_rows,
     ]
 
 

@@ -30,7 +30,13 @@ Entries are written after the response by one background thread per process (``_
 safe because they are filed under tokens taken before PostgreSQL was read.
 
 Requests for custom timeframes are counted in ``tf:stats:{instrument}:{label}`` and flushed to
-``signal_custom_timeframes`` by the refresh task.
+``signal_custom_timeframes`` by the refresh task. Each read of a custom timeframe is also counted
+as warm, cold or changed (``read_counts``, and the hash ``tf:reads`` across processes).
+
+The custom timeframes in use are kept warm by farm tasks (``sessions_warm``, called by
+``services.custom_timeframe_warm``): every closed session of the history a request can ask for
+is in the cache before a user asks, so only the first request ever for an (instrument,
+timeframe) meets a cold aggregation.
 """
 
 from __future__ import annotations
@@ -70,6 +76,9 @@ EPOCH_PREFIX = "tf:epoch:"
 ENTRY_PREFIX = "tf:bars:"
 RANGE_PREFIX = "tf:range:"
 STATS_PREFIX = "tf:stats:"
+READS_KEY = "tf:reads"
+WARM_PENDING_PREFIX = "tf:warm:pending:"
+WARM_CLOSED_PREFIX = "tf:warm:closed:"
 _MAGIC = b"TFB3"
 _HEADER = struct.Struct("<4sII")  # magic, buckets, JSON bytes
 _FLOAT_FIELDS = ("open", "high", "low", "close", "volume", "oi")
@@ -94,8 +103,32 @@ def stats_key(instrument_id: int, label: str) -> str:
     return f"{STATS_PREFIX}{instrument_id}:{label}"
 
 
+def warm_pending_key(instrument_id: int, label: str) -> str:
+    return f"{WARM_PENDING_PREFIX}{instrument_id}:{label}"
+
+
 def _new_token() -> str:
     return secrets.token_hex(_EPOCH_BYTES // 2)
+
+
+# -- read outcomes ---------------------------------------------------------------------------------
+
+# How a read of a custom timeframe was served (see ``read_outcome``).
+WARM = "warm"
+COLD = "cold"
+CHANGED = "changed"
+READ_OUTCOMES = (WARM, COLD, CHANGED)
+
+
+def read_outcome(computed: Sequence[Session], changed: set[dt.date], now: dt.datetime) -> str:
+    """``cold`` when a read aggregated in PostgreSQL a closed session that the cache could have held
+    (a miss: what the farm's warm tasks exist to prevent); ``changed`` when the only closed sessions
+    it aggregated hold a correction the refresh has not settled yet (never cacheable meanwhile);
+    ``warm`` otherwise. The open session is recomputed on every read by design and does not count."""
+    past = [s for s in computed if s.close <= now]
+    if any(s.date not in changed for s in past):
+        return COLD
+    return CHANGED if past else WARM
 
 
 # -- blocks ---------------------------------------------------------------------------------------
@@ -294,6 +327,7 @@ class BarsRead:
     sessions_computed: int
     source: str
     cache_key: tuple | None = None  # (range key, epoch) of a range-level hit: a stable identity
+    outcome: str = WARM  # of a custom timeframe: warm, cold or changed (``read_outcome``)
 
     @property
     def count(self) -> int:
@@ -322,7 +356,7 @@ def bars_read(
     Redis is unreachable the bars are aggregated in PostgreSQL without the cache."""
     now = now or dt.datetime.now(UTC)
     try:
-        return _bars_read(
+        read = _bars_read(
             instrument_id=instrument_id,
             timeframe=timeframe,
             start=start,
@@ -332,6 +366,10 @@ def bars_read(
         )
     except redis.RedisError as exc:
         log.warning("bar cache unavailable (%s); reading PostgreSQL only", exc)
+    else:
+        if read.outcome == COLD and not timeframe.is_standard:
+            _warm_on_demand(instrument_id, timeframe.label)
+        return read
     sessions = selectors.market_calendar().sessions_overlapping(start, end)
     rollup = selectors.is_rollup_timeframe(timeframe)
     watermark = selectors.watermark_get(tracker=timeframe.label) if rollup else None
@@ -344,7 +382,24 @@ def bars_read(
             instrument_id=instrument_id, timeframe=timeframe, sessions=sessions
         )
     result = _assemble(_split(computed, sessions), start, end)
-    return BarsRead(result.bars, result.items, 0, len(sessions), "database")
+    outcome = read_outcome(sessions, set(), now)
+    if not timeframe.is_standard:
+        _stats.count_read(outcome)
+    return BarsRead(result.bars, result.items, 0, len(sessions), "database", outcome=outcome)
+
+
+def _warm_on_demand(instrument_id: int, label: str) -> None:
+    """A cold read of a custom timeframe queues the farm's warm of its whole history now rather than
+    at the next minute's flush of the request counters, so that the next request for another range
+    (or a session the cache lost) is served warm. Coalesced with every other trigger. It costs a
+    mark, the instrument's key and a publish (~2 ms) on a read that has just aggregated in
+    PostgreSQL; a failure costs later cold reads, never this read."""
+    from timeframes.services import custom_timeframes_warm_enqueue  # services builds on this module
+
+    try:
+        custom_timeframes_warm_enqueue(pairs=[(instrument_id, label)])
+    except Exception:  # the broker, Redis or PostgreSQL: logged, the read is already answered
+        log.warning("could not queue the warm of %s %s", instrument_id, label, exc_info=True)
 
 
 def _bars_read(
@@ -384,7 +439,9 @@ def _bars_read(
                     local_ranges.put((rkey, epoch), block, _block_size(block))
         if block is not None:
             if not timeframe.is_standard:
-                _stats.add(instrument_id, timeframe.label, now, cached=len(sessions), computed=0)
+                _stats.add(
+                    instrument_id, timeframe.label, now, cached=len(sessions), computed=0, outcome=WARM
+                )
                 if _stats.due():
                     stats_flush(client)
             return BarsRead(block.bars, block.items, len(sessions), 0, "range", (rkey, epoch))
@@ -419,12 +476,77 @@ def _bars_read(
     if epoch is not None:
         writes.append((rkey, epoch, result, RANGE_TTL_SECONDS))
         local_ranges.put((rkey, epoch), result, _block_size(result))
+    outcome = read_outcome(needed, changed, now)
     if not timeframe.is_standard:
-        _stats.add(instrument_id, timeframe.label, now, cached=len(blocks), computed=len(needed))
+        _stats.add(instrument_id, label, now, cached=len(blocks), computed=len(needed), outcome=outcome)
     if writes or (not timeframe.is_standard and _stats.due()):
         _writer.submit((instrument_id, label), client, writes)
     source = "sessions" if blocks else "database"
-    return BarsRead(result.bars, result.items, len(blocks), len(needed), source)
+    return BarsRead(result.bars, result.items, len(blocks), len(needed), source, outcome=outcome)
+
+
+# -- warming ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WarmReport:
+    """What ``sessions_warm`` did: closed sessions of the window, those already cached (their TTL
+    renewed), those aggregated now, and those skipped because they hold an unsettled change."""
+
+    sessions: int
+    cached: int
+    computed: int
+    changed: int
+
+
+def sessions_warm(
+    *,
+    instrument_id: int,
+    timeframe: Timeframe,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime | None = None,
+    client: redis.Redis | None = None,
+) -> WarmReport:
+    """Put every closed session of ``[start, end)`` into the cache: the sessions it lacks are
+    aggregated in one PostgreSQL query and written; those it has get their TTL renewed, so the
+    entries of a timeframe in use never expire. Idempotent.
+
+    It caches exactly what a reader would: nothing before the first refresh, and no session
+    holding a change newer than the watermark (the refresh that settles it invalidates the session
+    and queues another warm). Same order as readers, for the same reason (module docstring): the
+    watermark and the changes first, then the tokens, then PostgreSQL. The watermark is read fresh:
+    a warm queued after a refresh committed must see that refresh's watermark."""
+    now = now or dt.datetime.now(UTC)
+    client = client or redis_client()
+    closed = [s for s in selectors.market_calendar().sessions_overlapping(start, end) if s.close <= now]
+    watermark = selectors.watermark_get(tracker=selectors.CACHE_TRACKER)
+    if watermark is None or not closed:
+        return WarmReport(len(closed), 0, 0, 0)
+    changed = selectors.sessions_changed_after(
+        instrument_id=instrument_id, sessions=closed, watermark=watermark
+    )
+    cacheable = [s for s in closed if s.date not in changed]
+    tokens = session_tokens(client, instrument_id, [s.date for s in cacheable])
+    keys = [
+        _entry_key(instrument_id, timeframe.label, s.date, t) for s, t in zip(cacheable, tokens, strict=True)
+    ]
+    # EXPIRE answers whether the entry exists and renews it, in one round trip for the window.
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.expire(key, CACHE_TTL_SECONDS)
+    present = pipe.execute()
+    missing = [(s, key) for s, key, hit in zip(cacheable, keys, present, strict=True) if not hit]
+    if missing:
+        sessions = [s for s, _ in missing]
+        computed = selectors.bars_from_minutes(
+            instrument_id=instrument_id, timeframe=timeframe, sessions=sessions
+        )
+        pipe = client.pipeline(transaction=False)
+        for (_, key), block in zip(missing, _split(computed, sessions), strict=True):
+            pipe.set(key, encode_block(block), ex=CACHE_TTL_SECONDS)
+        pipe.execute()
+    return WarmReport(len(closed), len(cacheable) - len(missing), len(missing), len(changed))
 
 
 def _write(client: redis.Redis, writes: Sequence[tuple[str, bytes, Block, int]]) -> None:
@@ -535,14 +657,27 @@ class _StatsBuffer:
     """Request counters of custom timeframes, summed in this process and written to Redis
     (``tf:stats:*``) at most every ``STATS_FLUSH_SECONDS`` (within a request's own pipeline when
     it has one), so a cached read costs no extra round trip. Counts of a process killed in
-    between are lost: they are usage statistics, not data."""
+    between are lost: they are usage statistics, not data.
+
+    Reads are also counted by outcome (warm, cold, changed): in total for this process
+    (``read_counts``) and, with the same flush, in the Redis hash ``tf:reads`` for all processes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[tuple[int, str], list] = {}
         self._since = time.monotonic()
+        self.reads: dict[str, int] = dict.fromkeys(READ_OUTCOMES, 0)
+        self._reads_unsent: dict[str, int] = dict.fromkeys(READ_OUTCOMES, 0)
 
-    def add(self, instrument_id: int, label: str, now: dt.datetime, *, cached: int, computed: int) -> None:
+    def count_read(self, outcome: str) -> None:
+        with self._lock:
+            self.reads[outcome] += 1
+            self._reads_unsent[outcome] += 1
+
+    def add(
+        self, instrument_id: int, label: str, now: dt.datetime, *, cached: int, computed: int, outcome: str
+    ) -> None:
+        self.count_read(outcome)
         with self._lock:
             entry = self._counts.get((instrument_id, label))
             if entry is None:
@@ -559,6 +694,10 @@ class _StatsBuffer:
     def write(self, pipe: redis.client.Pipeline) -> None:
         with self._lock:
             counts, self._counts, self._since = self._counts, {}, time.monotonic()
+            reads, self._reads_unsent = self._reads_unsent, dict.fromkeys(READ_OUTCOMES, 0)
+        for outcome, n in reads.items():
+            if n:
+                pipe.hincrby(READS_KEY, outcome, n)
         for (instrument_id, label), (requests, cached, computed, first, last) in counts.items():
             key = stats_key(instrument_id, label)
             pipe.hincrby(key, "requests", requests)
@@ -569,6 +708,27 @@ class _StatsBuffer:
 
 
 _stats = _StatsBuffer()
+
+
+def read_counts() -> dict[str, int]:
+    """Reads of custom timeframes served by this process, by outcome (``READ_OUTCOMES``), since it
+    started or since ``read_counts_reset``."""
+    with _stats._lock:
+        return dict(_stats.reads)
+
+
+def read_counts_reset() -> None:
+    with _stats._lock:
+        _stats.reads = dict.fromkeys(READ_OUTCOMES, 0)
+
+
+def read_totals(client: redis.Redis | None = None) -> dict[str, int]:
+    """Reads of custom timeframes by outcome, summed over every process (as flushed so far)."""
+    values = (client or redis_client()).hgetall(READS_KEY)
+    totals = dict.fromkeys(READ_OUTCOMES, 0)
+    for key, value in values.items():
+        totals[key.decode() if isinstance(key, bytes) else key] = int(value)
+    return totals
 
 
 def stats_flush(client: redis.Redis | None = None) -> None:

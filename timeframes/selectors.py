@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -32,6 +32,7 @@ from signalsvc.instruments.selectors import option_expiries
 from timeframes.core.buckets import SessionTable, aggregate_series, sql_bucket_expression
 from timeframes.core.buckets import aware_to_us as to_us
 from timeframes.core.grammar import Timeframe, parse_timeframe
+from timeframes.models import CustomTimeframe
 
 UTC = dt.UTC
 US = np.dtype("datetime64[us]")
@@ -347,6 +348,17 @@ def bars_at(*, instrument_id: int, timeframe: Timeframe, start: dt.datetime, end
             instrument_id=instrument_id, timeframe=timeframe, sessions=sessions, watermark=watermark
         )
     return filter_range(bars, start, end)
+
+
+def custom_timeframes_in_use(
+    *, since: dt.datetime, instrument_ids: Collection[int] | None = None
+) -> list[tuple[int, str]]:
+    """(instrument id, timeframe label) of the custom timeframes requested at or after ``since``
+    (as recorded in ``signal_custom_timeframes``), of ``instrument_ids`` when given."""
+    rows = CustomTimeframe.objects.filter(last_requested_at__gte=since)
+    if instrument_ids is not None:
+        rows = rows.filter(instrument_id__in=list(instrument_ids))
+    return sorted(rows.values_list("instrument_id", "timeframe"))
 
 
 def latest_bar_ts(*, instrument_id: int, before: dt.datetime | None = None) -> dt.datetime | None:

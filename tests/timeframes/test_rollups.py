@@ -197,5 +197,5 @@ def test_the_refresh_task_runs_the_refresh_and_the_registry_flush(spot, sessions
 
     result = refresh_rollups.run()
 
-    assert result == {"steps": 1, "rows": 375, "custom_timeframes": 0}
+    assert result == {"steps": 1, "rows": 375, "custom_timeframes": 0, "warms_after_close": 0}
     assert RollupWatermark.objects.count() == 7
