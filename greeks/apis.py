@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 from django.conf import settings
 from django.http import HttpResponse
@@ -17,12 +19,15 @@ from greeks.schemas import (
     CalculatorSerializer,
     RealtimeGreeksSerializer,
 )
-from greeks.services import chain_compute
+from greeks.services import chain_compute, redis_client
 from signalsvc.api.batch import batch_items
 from signalsvc.api.errors import ApiError
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, parse_key
+from signalsvc.farm import live
 from signalsvc.farm.backpressure import backpressure_guard
+from signalsvc.farm.ownership import workers_read
+from signalsvc.farm.queues import broker_client
 from signalsvc.instruments.selectors import instrument_ref
 from signalsvc.ops.schemas import BACKPRESSURE_503
 
@@ -43,6 +48,41 @@ def option_key(key: str) -> str:
     return instrument.key
 
 
+def request_arrival(request) -> float:
+    """When the request reached the service: nginx's ``X-Request-Start: t=<epoch seconds>``, never
+    later than now; now without the header (a direct connection)."""
+    now = time.time()
+    header = request.META.get("HTTP_X_REQUEST_START", "")
+    try:
+        return min(now, float(header.removeprefix("t=")))
+    except ValueError:
+        return now
+
+
+def chain_refresh(underlying_key: str, *, requested_at: float) -> None:
+    """``?refresh=true``: join the computation of the chain that is queued or running, or request
+    one, and return when it has finished (one computation however many callers). On the farm
+    when a worker is alive; otherwise this process computes, once for all concurrent callers.
+    503 at CRITICAL backpressure, and when no computation finished in GREEKS_REFRESH_TIMEOUT."""
+    backpressure_guard()
+    try:
+        live.chain_refresh(
+            redis_client(),
+            underlying_key,
+            compute=lambda: chain_compute(underlying_key=underlying_key).timings,
+            farm_alive=bool(workers_read(broker_client(), ttl=settings.FARM_WORKER_TTL_SECONDS)),
+            timeout=settings.GREEKS_REFRESH_TIMEOUT,
+            requested_at=requested_at,
+        )
+    except live.RefreshTimeout as exc:
+        raise ApiError(
+            status_code=503,
+            code="refresh_timeout",
+            message=f"{exc}; the stored values are still served without refresh",
+            headers={"Retry-After": "1"},
+        ) from None
+
+
 def realtime_payload(key: str) -> bytes:
     """The latest values of one option key as stored (already JSON), or an ApiError."""
     canonical = option_key(key)
@@ -60,7 +100,12 @@ class RealtimeGreeksApi(APIView):
     @extend_schema(
         summary="Latest IV and Greeks of an option",
         parameters=[
-            OpenApiParameter("refresh", bool, description="recompute the chain now (on demand)"),
+            OpenApiParameter(
+                "refresh",
+                bool,
+                description="wait for a fresh computation of the chain: joins the one queued or running, or "
+                "requests one (concurrent refreshes share one computation)",
+            ),
             RETRY_AFTER,
         ],
         responses={
@@ -73,13 +118,17 @@ class RealtimeGreeksApi(APIView):
                     400: "invalid_instrument_key; not_an_option (an underlying or future key: see the moneyness "
                     "endpoints).",
                     404: "unknown_instrument; no_data (not computed yet).",
+                    503: "With refresh: "
+                    + BACKPRESSURE_503
+                    + " refresh_timeout: no computation finished within "
+                    "GREEKS_REFRESH_TIMEOUT (Retry-After: 1).",
                 },
             ),
         },
     )
     def get(self, request, key: str):
         if request.query_params.get("refresh") in ("1", "true", "yes"):
-            chain_compute(underlying_key=parse_key(option_key(key)).underlying_key)
+            chain_refresh(parse_key(option_key(key)).underlying_key, requested_at=request_arrival(request))
         # The stored value is the response body: no parse, no re-encode.
         return HttpResponse(realtime_payload(key), content_type="application/json")
 

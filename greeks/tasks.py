@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
 
-from signalsvc.celery import greeks_queue
-
-CHAIN_TASK = "greeks.tasks.chain_compute"
+from signalsvc.farm.live import CHAIN_TASK, ChainRun, chain_request
 
 
 @shared_task(
@@ -20,25 +17,22 @@ CHAIN_TASK = "greeks.tasks.chain_compute"
     max_retries=3,
 )
 def chain_compute(underlying_key: str) -> dict:
+    """One computation of the chain, on its shard's owner (the router sends it there)."""
     from greeks.services import chain_compute as compute
+    from greeks.services import redis_client
 
-    result = compute(underlying_key=underlying_key)
+    with ChainRun(redis_client(), underlying_key) as run:
+        result = compute(underlying_key=underlying_key)
+        run.timings = result.timings
     return {"underlying": result.underlying_key, "options": result.options, "solved": result.solved}
-
-
-def chain_compute_enqueue(underlying_key: str, *, expires: float = 55.0) -> None:
-    """Route to the underlying's shard; a computation not started within a minute is stale."""
-    chain_compute.apply_async(
-        args=[underlying_key], queue=greeks_queue(underlying_key, settings.SHARD_COUNT), expires=expires
-    )
 
 
 @shared_task(name="greeks.tasks.schedule_chains", ignore_result=True)
 def schedule_chains() -> int:
-    """Beat, every minute: one chain task per active underlying."""
-    from greeks.services import active_underlyings
+    """Beat, every minute: every active chain is computed at least once a minute, ticks or not
+    (coalesced with the live cadence's requests: one queued task per underlying at most).
+    Returns how many were queued."""
+    from greeks.services import active_underlyings, redis_client
 
-    keys = active_underlyings()
-    for key in keys:
-        chain_compute_enqueue(key)
-    return len(keys)
+    client = redis_client()
+    return sum(chain_request(client, key, expires=55.0) for key in active_underlyings())

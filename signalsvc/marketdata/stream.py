@@ -28,6 +28,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
+from signalsvc.farm.live import LiveCadence
 from signalsvc.instruments.selectors import instrument_ids
 from signalsvc.marketdata import latest
 from signalsvc.marketdata.bar_events import BarEvents
@@ -144,6 +145,7 @@ class StreamConsumer:
         self.stopping = False
         self._last_claim = 0.0
         self.bar_events = BarEvents(self.client)
+        self.live = LiveCadence(self.client)
 
     def ensure_group(self) -> None:
         try:
@@ -169,9 +171,12 @@ class StreamConsumer:
             try:
                 if time.monotonic() - self._last_claim > max(self.claim_idle_ms / 2000, 1):
                     self.claim_dead_consumers()
-                # Wake in time to announce coalesced bar changes (at most one a second each).
-                self.read_new(block_ms=250 if self.bar_events.pending else 1000)
+                # Wake in time to announce coalesced bar changes (at most one a second each) and
+                # to request the live chain computations that are due.
+                waiting = self.bar_events.pending or self.live.pending
+                self.read_new(block_ms=250 if waiting else 1000)
                 self.bar_events.flush_due()
+                self.live.flush_due()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("ingest: Redis unavailable (%s); retrying in 1 s", exc)
                 time.sleep(1)
@@ -257,6 +262,7 @@ class StreamConsumer:
             latest.latest_ticks_store(self.client, [t for _, t in parsed if t.key in ids])
         if ticks:
             self.bar_events.changed({t.instrument_id for t in ticks})
+            self.live.changed({t.key for _, t in parsed if t.key in ids})
         if dead:
             pipe = self.client.pipeline(transaction=False)
             for entry_id, fields, reason in dead:

@@ -54,8 +54,9 @@ BACKPRESSURE_503 = (
 
 
 class ThresholdsSerializer(serializers.Serializer):
-    medium = serializers.FloatField()
-    high = serializers.FloatField()
+    # null: the level is off for this signal (e.g. CPU alone never goes past MEDIUM by default).
+    medium = serializers.FloatField(allow_null=True, help_text="null: this signal never makes MEDIUM")
+    high = serializers.FloatField(allow_null=True, help_text="null: this signal never makes HIGH")
     critical = serializers.FloatField(allow_null=True, help_text="null: this signal never makes CRITICAL")
 
 

@@ -39,22 +39,24 @@ def _thresholds(name: str, default: tuple[float, float, float]) -> tuple[float, 
 # Depth: with the live cadence at most one task per underlying waits, so a shard holds a handful of
 # tasks and the farm a few hundred (500 underlyings); these are backlogs of several cycles. Age and
 # wait: the live cadence is 1 s and work stealing starts at STEAL_AFTER_SECONDS (10). CPU: a farm
-# at 100 % that keeps its queues short is sized right, not overloaded, so CPU alone never makes
-# CRITICAL (the backlog signals do); memory can (the next step is the OOM killer).
+# at 100 % that keeps its queues short is sized right, not overloaded, so CPU alone only warns
+# (MEDIUM); when CPU is the bottleneck the backlog signals rise and say so. Memory can reach
+# CRITICAL (the next step is the OOM killer).
 BACKPRESSURE_THRESHOLDS = {
     "total_depth": _thresholds("BACKPRESSURE_TOTAL_DEPTH", (1000, 5000, 20000)),
     "shard_depth": _thresholds("BACKPRESSURE_SHARD_DEPTH", (100, 500, 2000)),
     "oldest_age": _thresholds("BACKPRESSURE_OLDEST_AGE", (5, 15, 60)),
     "task_wait": _thresholds("BACKPRESSURE_TASK_WAIT", (2, 5, 20)),
     "task_run": _thresholds("BACKPRESSURE_TASK_RUN", (5, 15, 60)),
-    "cpu": _thresholds("BACKPRESSURE_CPU", (80, 95, float("inf"))),
+    "cpu": _thresholds("BACKPRESSURE_CPU", (80, float("inf"), float("inf"))),
     "memory": _thresholds("BACKPRESSURE_MEMORY", (80, 90, 95)),
 }
 if set(BACKPRESSURE_THRESHOLDS) != set(SIGNALS):
     raise ImproperlyConfigured(f"BACKPRESSURE_THRESHOLDS must cover exactly {SIGNALS}")
 
-# The live recompute interval (GREEKS_LIVE_INTERVAL) is multiplied by this at each level.
-BACKPRESSURE_CADENCE_FACTORS = _numbers("BACKPRESSURE_CADENCE_FACTORS", (1, 2, 4, 10))
+# The live recompute interval (GREEKS_LIVE_INTERVAL) is multiplied by this at each level. MEDIUM
+# warns and slows nothing: users see one-second Greeks until the farm is really behind.
+BACKPRESSURE_CADENCE_FACTORS = _numbers("BACKPRESSURE_CADENCE_FACTORS", (1, 1, 2, 5))
 # Streaming delivers each topic at most once per this many seconds at each level (0: as it comes).
 BACKPRESSURE_STREAM_INTERVALS = _numbers("BACKPRESSURE_STREAM_INTERVALS", (0, 0, 1, 2))
 # Retry-After (seconds) of the 503 refusing compute-on-demand at CRITICAL.

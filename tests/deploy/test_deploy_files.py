@@ -132,8 +132,7 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
         ),
         (
             "worker",
-            "celery -A signalsvc worker -l info --farm -Q default,ingest,timeframes --concurrency 1 -O fair "
-            "--prefetch-multiplier 1",
+            "celery -A signalsvc worker -l info --farm -Q default,ingest,timeframes --pool solo --prefetch-multiplier 1",
         ),
         (
             "beat",

@@ -503,8 +503,10 @@ def test_at_critical_compute_on_demand_is_503_while_cached_reads_are_served(api,
 
     with override_settings(BACKPRESSURE_THRESHOLDS=limits(shard_depth=(1, 2, 3))):
         refused = api.post("/api/v2/signals/greeks/calculate", {"rows": [ROW]}, format="json")
+        refresh = api.get(f"/api/v2/signals/realtime/greeks/{computed_option}", {"refresh": "true"})
         read = api.get(f"/api/v2/signals/realtime/greeks/{computed_option}")
 
+    assert refresh.status_code == 503 and refresh.json()["error"]["code"] == "backpressure"
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == str(settings.BACKPRESSURE_RETRY_AFTER_SECONDS)
     error = refused.json()["error"]

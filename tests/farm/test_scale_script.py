@@ -125,7 +125,10 @@ def run_script(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_status_without_a_compose_deployment_runs_farm_status_locally(farm):
-    result = run_script("status", "--json", **NO_DOCKER)
+    # The script starts a Python process: on a busy machine that takes longer than the 5 s a
+    # heartbeat stays live, so the fixture's heartbeats are judged with a longer TTL (not 600 s:
+    # dead@h3 must stay dead).
+    result = run_script("status", "--json", FARM_WORKER_TTL_SECONDS="120", **NO_DOCKER)
 
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
