@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-import redis as redis_lib
 from celery import current_app
 from django.conf import settings
 from django.test import override_settings
@@ -209,18 +208,6 @@ def test_bad_threshold_variables_stop_start_up_with_their_name(value, message):
 
 
 # -- the shared reading, from real messages on the broker ------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_level():
-    backpressure_forget()
-    yield
-    backpressure_forget()
-
-
-@pytest.fixture
-def broker(redis_client):
-    return redis_lib.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
 
 
 def publish(underlying: str, count: int, *, age: float = 0.0) -> None:

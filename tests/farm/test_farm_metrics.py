@@ -11,14 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from greeks.tasks import chain_compute
-from signalsvc.farm.backpressure import backpressure_forget
 from signalsvc.farm.core.pressure import SIGNALS, Level
 from signalsvc.farm.metrics import farm_registry
 from signalsvc.farm.ownership import OWNERS_KEY, WORKERS_KEY
@@ -30,18 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docker" / "grafana" / "signal-service.json"
 NIFTY = "NSE@NIFTY@equity_spot"
 OFF = (math.inf, math.inf, math.inf)
-
-
-@pytest.fixture(autouse=True)
-def _forget_the_level():
-    backpressure_forget()
-    yield
-    backpressure_forget()
-
-
-@pytest.fixture
-def broker(redis_client):
-    return redis_lib.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
 
 
 def scrape(client) -> dict[str, list[tuple[dict, float]]]:

@@ -44,6 +44,7 @@ class RecordingControl:
 
 @pytest.fixture
 def broker(redis_client):
+    """The broker's Redis, bytes in and out (as the workers write it)."""
     return redis_lib.Redis.from_url(settings.CELERY_BROKER_URL)
 
 
