@@ -9,10 +9,11 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun, task_revoked
 from click import Option
 from kombu import Queue
 
+from signalsvc.farm.live import pending_release_if_expired
 from signalsvc.farm.ownership import FarmStep
 from signalsvc.farm.queues import stamp_sent_at
 from signalsvc.farm.routing import (
@@ -65,6 +66,20 @@ before_task_publish.connect(stamp_sent_at, weak=False)
 # Queue wait and run time of every task, for the backpressure monitor (signalsvc/farm/signals.py).
 task_prerun.connect(task_started, weak=False)
 task_postrun.connect(task_finished, weak=False)
+
+
+def _close_stale_connections(**kwargs) -> None:
+    """Around each task, as Django does around each request: close the database connections that
+    broke or outlived CONN_MAX_AGE, keep the healthy one (settings: CELERY_DB_REUSE_MAX)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+task_prerun.connect(_close_stale_connections, weak=False)
+task_postrun.connect(_close_stale_connections, weak=False)
+# An expired chain task never runs: release its underlying's pending flag (signalsvc/farm/live.py).
+task_revoked.connect(pending_release_if_expired, weak=False)
 
 # `celery worker --farm`: the worker joins shard ownership (signalsvc/farm/ownership.py).
 app.user_options["worker"].add(

@@ -57,6 +57,20 @@ def chain_request(client: redis.Redis, underlying_key: str, *, expires: float = 
     return True
 
 
+def pending_release_if_expired(request=None, expired: bool = False, **_: object) -> None:
+    """``task_revoked`` receiver: a chain task dropped for its expiry never ran, so nothing clears
+    its pending flag; without this, no other request for that chain could be queued until the
+    flag's own expiry (up to a minute)."""
+    if not expired or request is None or getattr(request, "name", None) != CHAIN_TASK or not request.args:
+        return
+    from signalsvc.redis_clients import redis_client
+
+    try:
+        redis_client().delete(PENDING_PREFIX + request.args[0])
+    except redis.RedisError as exc:
+        log.warning("live cadence: pending flag of %s left to expire (%s)", request.args[0], exc)
+
+
 def computations(client: redis.Redis, underlying_key: str) -> int:
     return int(client.hget(COMPUTATIONS_KEY, underlying_key) or 0)
 

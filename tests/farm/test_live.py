@@ -189,3 +189,24 @@ def test_a_refresh_that_waited_while_a_computation_finished_joins_it(redis_clien
             redis_client, NIFTY, compute=None, farm_alive=True, timeout=0.2, requested_at=time.time()
         )
     assert _queued(redis_client) == 1
+
+
+class _Request:
+    def __init__(self, name: str, args: list) -> None:
+        self.name, self.args = name, args
+
+
+def test_an_expired_chain_task_releases_its_pending_flag(redis_client):
+    redis_client.set(live.PENDING_PREFIX + NIFTY, 1)
+    other = "NSE@BANKNIFTY@equity_spot"
+    redis_client.set(live.PENDING_PREFIX + other, 1)
+
+    live.pending_release_if_expired(request=_Request(live.CHAIN_TASK, [NIFTY]), expired=True)
+    # Revoked for another reason (terminated), or another task: the flag is not this receiver's.
+    live.pending_release_if_expired(request=_Request(live.CHAIN_TASK, [other]), expired=False)
+    live.pending_release_if_expired(
+        request=_Request("timeframes.tasks.refresh_rollups", [other]), expired=True
+    )
+
+    assert redis_client.get(live.PENDING_PREFIX + NIFTY) is None
+    assert redis_client.get(live.PENDING_PREFIX + other) == "1"
