@@ -35,7 +35,7 @@ from moneyness.schemas import (
     SmileSerializer,
     SummarySerializer,
 )
-from signalsvc.api.batch import batch_items, batch_results
+from signalsvc.api.batch import batch_items, batch_results, echoed
 from signalsvc.api.errors import ApiError
 from signalsvc.api.response_cache import versioned
 from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
@@ -330,7 +330,11 @@ class RealtimeSummaryApi(APIView):
         q = request.query_params
         expiry = expiry_from(q)
         lookback = q.get("lookback_days") or "365"
-        if not lookback.isdigit() or not 1 <= int(lookback) <= 3650:
+        # ASCII digits, and few: int() refuses more than 4300 digits and str.isdigit() admits "²".
+        if (
+            not (lookback.isascii() and lookback.isdigit() and len(lookback) <= 4)
+            or not 1 <= int(lookback) <= 3650
+        ):
             raise ApiError(
                 status_code=400,
                 code="invalid_parameter",
@@ -541,7 +545,9 @@ class BatchLevelGreeksApi(APIView):
         try:
             if not isinstance(item, dict):
                 raise ApiError(status_code=400, code="invalid_input", message="each item must be an object")
-            out.update(underlying=item.get("underlying"), moneyness_level=item.get("moneyness_level"))
+            out.update(
+                underlying=echoed(item.get("underlying")), moneyness_level=echoed(item.get("moneyness_level"))
+            )
             unknown = sorted(set(item) - BATCH_FIELDS)
             if unknown:
                 raise ApiError(

@@ -425,7 +425,7 @@ class BatchLevelRequestSerializer(serializers.Serializer):
 
 class BatchLevelResultSerializer(serializers.Serializer):
     """One per item, in order. The item's fields are echoed as sent (absent when the item is not an
-    object)."""
+    object; null where the field is not a string)."""
 
     index = serializers.IntegerField()
     underlying = serializers.CharField(required=False, allow_null=True)

@@ -20,7 +20,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from signalsvc.api.batch import batch_items, batch_results, item_error
+from signalsvc.api.batch import batch_items, batch_results, echoed, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
 from signalsvc.api.response_cache import versioned
@@ -541,7 +541,9 @@ class BatchIndicatorsApi(APIView):
                 raise ApiError(status_code=400, code="invalid_input", message="each item must be an object")
             key, name = item.get("instrument_key"), item.get("indicator")
             params = item.get("params", {})
-            out.update(instrument_key=key, indicator=name, timeframe=item.get("timeframe"))
+            out.update(
+                instrument_key=echoed(key), indicator=echoed(name), timeframe=echoed(item.get("timeframe"))
+            )
             unknown = sorted(set(item) - {"instrument_key", "indicator", "timeframe", "params"})
             if unknown:
                 raise ApiError(

@@ -275,7 +275,7 @@ class BatchIndicatorsRequestSerializer(serializers.Serializer):
 
 class BatchIndicatorResultSerializer(serializers.Serializer):
     """One per item, in order. The item's fields are echoed as sent (absent when the item is not an
-    object)."""
+    object; null where the field is not a string)."""
 
     index = serializers.IntegerField()
     instrument_key = serializers.CharField(required=False, allow_null=True)

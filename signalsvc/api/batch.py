@@ -39,6 +39,12 @@ def batch_results(items: list, one: Callable[[int, object], dict]) -> dict:
     }
 
 
+def echoed(value: object) -> str | None:
+    """An item's field as its result echoes it: the value when it is a string, else null (the
+    results' schemas type the echoed fields as strings; an item may hold anything)."""
+    return value if isinstance(value, str) else None
+
+
 def item_error(exc: ApiError) -> dict:
     return {
         "status": "error",

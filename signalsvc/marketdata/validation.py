@@ -50,13 +50,24 @@ def _number(row: dict, name: str, errors: list, *, allow_none: bool = False, tex
     return value
 
 
+# The years the market calendar covers (as timeframes.apis reads them): a bar outside them could
+# not be read back, and its month may have no partition bounds (December 9999 has no end).
+EARLIEST = dt.datetime(1971, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2199, 1, 1, tzinfo=dt.UTC)
+
+
 def parse_timestamp(value, market_tz: str) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError("timestamp must be an ISO-8601 string")
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(market_tz))
-    parsed = parsed.astimezone(dt.UTC)
+    try:
+        parsed = parsed.astimezone(dt.UTC)
+    except OverflowError:  # a naive 0001-01-01 in the market's zone lies before datetime.min in UTC
+        parsed = dt.datetime.min.replace(tzinfo=dt.UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise ValueError(f"timestamp must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)")
     if parsed.second or parsed.microsecond:
         raise ValueError("timestamp must be a minute start (seconds = 0)")
     return parsed

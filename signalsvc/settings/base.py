@@ -230,7 +230,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "signalsvc.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["signalsvc.api.renderers.OrjsonRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["signalsvc.api.parsers.JsonParser"],
     "UNAUTHENTICATED_USER": None,
     # Proxies in front of the REST process (1 behind nginx: the client is the last X-Forwarded-For
     # hop nginx appended); 0 when clients connect directly. Anonymous rate limits count per client.

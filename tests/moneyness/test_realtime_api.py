@@ -260,6 +260,9 @@ def test_summary(api, live, redis_client):
         ("NIFTY/atm-iv", {"tenor": "0d"}, 400, "invalid_parameter", "Nd"),
         ("NIFTY/atm-iv", {"tenor": "30d", "expiry_date": "2026-12-29"}, 400, "invalid_parameter", "not both"),
         ("NIFTY/summary", {"lookback_days": "-1"}, 400, "invalid_parameter", "1..3650"),
+        # Found by tests/fuzz (were 500s): int() refuses more than 4300 digits and "²".isdigit().
+        ("NIFTY/summary", {"lookback_days": "9" * 5000}, 400, "invalid_parameter", "1..3650"),
+        ("NIFTY/summary", {"lookback_days": "²"}, 400, "invalid_parameter", "1..3650"),
     ],
 )
 def test_bad_input_gets_a_clear_error(api, live, path, params, status, code, says):
@@ -350,6 +353,26 @@ def test_batch_bad_bodies(api, db, body, code):
     response = api.post("/api/v2/signals/batch/moneyness/greeks", body, format="json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == code
+
+
+def test_batch_echoes_only_text_fields(api, db):
+    """Found by tests/fuzz: an item's non-text field was echoed as is, against the result's schema
+    (the echoed fields are strings or null)."""
+    response = api.post(
+        "/api/v2/signals/batch/moneyness/greeks",
+        {
+            "items": [
+                {"underlying": 7, "moneyness_level": {}},
+                {"underlying": "NIFTY", "moneyness_level": ["ATM"]},
+            ]
+        },
+        format="json",
+    )
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [(r["underlying"], r["moneyness_level"]) for r in results] == [(None, None), ("NIFTY", None)]
+    assert [r["error"]["code"] for r in results] == ["invalid_input", "invalid_input"]
 
 
 def test_realtime_reads_never_recompute_the_chain(api, live, monkeypatch):

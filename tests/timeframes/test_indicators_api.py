@@ -410,6 +410,19 @@ def test_batch_over_the_limit(api, db, settings):
     }
 
 
+def test_batch_echoes_only_text_fields(api, db):
+    """Found by tests/fuzz: an item's non-text field was echoed as is, against the result's schema
+    (the echoed fields are strings or null)."""
+    items = [{"instrument_key": {}, "indicator": ["rsi"], "timeframe": 5}]
+
+    response = api.post(BATCH, {"items": items}, format="json")
+
+    assert response.status_code == 200
+    result = response.json()["results"][0]
+    assert (result["instrument_key"], result["indicator"], result["timeframe"]) == (None, None, None)
+    assert result["error"]["code"] == "invalid_input"
+
+
 def test_batch_malformed_json(api, db):
     response = api.generic("POST", BATCH, "{not json", content_type="application/json")
 

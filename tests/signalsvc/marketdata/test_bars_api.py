@@ -88,6 +88,11 @@ def test_naive_timestamps_are_market_time(writer):
         ([bar(high=23000.0)], "low <= open, close <= high"),
         ([bar(volume=-1)], "volume must be >= 0"),
         ([bar(extra=1)], "unknown fields"),
+        # Found by tests/fuzz (were 500s): December 9999 has no partition end; a naive 0001-01-01 in
+        # market time lies before datetime.min in UTC. Bars keep to the market calendar's years.
+        ([bar(timestamp="9999-12-31T23:59:00+00:00")], "between 1971-01-01 and 2199-01-01"),
+        ([bar(timestamp="0001-01-01T00:00:00")], "between 1971-01-01 and 2199-01-01"),
+        ([bar(timestamp="1970-12-31T23:59:00+00:00")], "between 1971-01-01 and 2199-01-01"),
         # The same minute twice (here once naive, once with its offset): ambiguous, refused.
         ([bar(timestamp="2026-11-24T09:15:00"), bar(close=24001.0)], "duplicate of row 1"),
     ],
