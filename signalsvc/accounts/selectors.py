@@ -13,6 +13,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from cachetools import TTLCache
 from django.conf import settings
 
 from signalsvc.accounts.models import ApiKey
-from signalsvc.accounts.services import AUTH_VERSION_KEY, digest_of
+from signalsvc.accounts.services import AUTH_VERSION_KEY, digest_of, prefix_of
 from signalsvc.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
@@ -63,16 +64,16 @@ class _KeyCache:
             self._checked_at, self._trusted = now, True
         return True
 
-    def get(self, digest: str):
+    def get(self, prefix: str):
         if not self._check_version():
             return _MISSING
         with self._lock:
-            return self._keys.get(digest, _MISSING)
+            return self._keys.get(prefix, _MISSING)
 
-    def put(self, digest: str, key: ApiKey | None) -> None:
+    def put(self, prefix: str, key: ApiKey | None) -> None:
         if self._trusted:
             with self._lock:
-                self._keys[digest] = key
+                self._keys[prefix] = key
 
 
 _cache: _KeyCache | None = None
@@ -92,18 +93,27 @@ def api_key_cache_clear() -> None:
 
 
 def api_key_for(*, raw_key: str) -> ApiKey | None:
-    """The active, unexpired key whose secret is ``raw_key``, or None."""
+    """The active, unexpired key whose secret is ``raw_key``, or None.
+
+    The row is found by the key's public prefix, and the stored digest is then compared with the
+    digest of ``raw_key`` in constant time (``hmac.compare_digest``): how long a refusal takes says
+    nothing about how much of a guessed secret was right."""
+    prefix = prefix_of(raw_key)
+    if prefix is None:  # not shaped like a key this service issues: nothing to look up
+        return None
     digest = digest_of(raw_key)
     cache = _key_cache()
-    key = cache.get(digest)
+    key = cache.get(prefix)
     if key is _MISSING:
-        # Unknown secrets are cached too (as None): a flood of bad keys costs no queries.
+        # Unknown prefixes are cached too (as None): a flood of bad keys costs no queries.
         key = (
             ApiKey.objects.select_related("subscription__tier")
-            .filter(digest=digest, active=True, subscription__active=True)
+            .filter(prefix=prefix, active=True, subscription__active=True)
             .first()
         )
-        cache.put(digest, key)
-    if key is None or (key.expires_at is not None and key.expires_at <= dt.datetime.now(dt.UTC)):
+        cache.put(prefix, key)
+    if key is None or not hmac.compare_digest(key.digest, digest):
+        return None
+    if key.expires_at is not None and key.expires_at <= dt.datetime.now(dt.UTC):
         return None
     return key

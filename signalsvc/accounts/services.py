@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 
 import redis
@@ -17,8 +18,22 @@ KEY_PREFIX = "sk"
 AUTH_VERSION_KEY = "auth:version"
 
 
+# The public part of a key as api_key_create makes it (8 hex digits); the pattern admits any short
+# alphanumeric one, so that a malformed value never reaches the database (a NUL byte would fail there).
+_PREFIX_RE = re.compile(r"[A-Za-z0-9]{1,16}")
+
+
 def digest_of(raw_key: str) -> str:
+    """SHA-256 of the whole key, hex: what is stored (``ApiKey.digest``)."""
     return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def prefix_of(raw_key: str) -> str | None:
+    """The public prefix of a key shaped ``sk_<prefix>_<secret>``, or None for any other shape."""
+    parts = raw_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[2] or not _PREFIX_RE.fullmatch(parts[1]):
+        return None
+    return parts[1]
 
 
 @transaction.atomic

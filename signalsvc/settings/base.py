@@ -1,6 +1,7 @@
 from datetime import date
 from pathlib import Path
 
+from corsheaders.defaults import default_headers as cors_default_headers
 from django.core.exceptions import ImproperlyConfigured
 
 from moneyness.core.levels import InvalidLevel, parse_level
@@ -12,12 +13,48 @@ SECRET_KEY = required_in_production(
     "DJANGO_SECRET_KEY", dev_default="dev-only-insecure-key-not-for-production"
 )
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if IS_PRODUCTION and DEBUG:
+    # DEBUG pages show settings, SQL and tracebacks to whoever triggers an error.
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off when DJANGO_ENV=production.")
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 if IS_PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set when DJANGO_ENV=production.")
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Security (docs/reliability.md "Security"; `manage.py check --deploy` is clean in production) --
+# TLS ends in front of nginx, which passes on the terminating proxy's X-Forwarded-Proto, and web and
+# ws are reachable only through nginx (docs/deployment.md): production takes the scheme from it, so
+# that HTTPS requests are seen as such (secure cookies, the admin's CSRF origin check, redirects).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https")
+    if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=IS_PRODUCTION)
+    else None
+)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=IS_PRODUCTION)
+# Container probes and Prometheus call each replica directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^api/v2/health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 86400 if IS_PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=IS_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+SILENCED_SYSTEM_CHECKS = [
+    # "HSTS preload is off": preloading asks browser vendors to ship the domain, and all of its
+    # subdomains, as HTTPS-only for good; it is the domain owner's decision, made outside this
+    # service (DJANGO_SECURE_HSTS_PRELOAD=true, then submit the domain to the preload list).
+    "security.W021",
+]
+
+# Cross-origin browser access to the API (django-cors-headers): only the origins listed
+# (scheme://host[:port], comma separated); none by default. Keys travel in X-API-Key, not cookies,
+# so credentials are never allowed. The WebSocket checks origins itself (WEBSOCKET_ALLOWED_ORIGINS).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_CREDENTIALS = False
+CORS_URLS_REGEX = r"^/api/v2/"
+CORS_ALLOW_HEADERS = (*cors_default_headers, "x-api-key")
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 INSTALLED_APPS = [
     "daphne",
@@ -27,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: the docs work without internet access
@@ -44,6 +82,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "signalsvc.ops.middleware.RequestMetricsMiddleware",
+    # Before anything that answers early (413, preflight): browsers read those answers too.
+    "corsheaders.middleware.CorsMiddleware",
     "signalsvc.api.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
