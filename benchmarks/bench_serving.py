@@ -604,7 +604,7 @@ def _live_latency(base: str, option: str, headers: dict, seconds: float = LIVE_S
         if gaps
         else f"p99 {p99 * 1e3:.0f} ms over {len(latencies)} ticks"
     )
-    return Result(bench, case, len(latencies), statistics.median(latencies), float("nan"), note)
+    return Result(bench, case, len(latencies), statistics.median(latencies), note, rate=float("nan"))
 
 
 def _targets(endpoint: Endpoint, server: str, c: int, rps: float, p50: float, p99: float) -> list[str]:
