@@ -232,10 +232,16 @@ class SignalConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError(
                     "binary_not_supported", "send JSON text frames; binary frames are not accepted"
                 )
-            if len(text_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+            # The limit is in UTF-8 bytes, as the greeting says; a character takes one to four, so
+            # only a length between a quarter of the limit and the limit needs the encoding.
+            limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
+            size = len(text_data)
+            if limit // 4 < size <= limit:
+                size = len(text_data.encode(errors="surrogatepass"))
+            if size > limit:
                 raise ProtocolError(
                     "message_too_large",
-                    f"a message may have at most {settings.WEBSOCKET_MAX_MESSAGE_BYTES} bytes",
+                    f"a message may have at most {limit} bytes",
                 )
             message = parse_message(text_data)
             await getattr(self, "_on_" + message["type"])(message)

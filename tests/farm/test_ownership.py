@@ -286,7 +286,8 @@ def test_an_idle_worker_steals_a_stale_shard_until_its_backlog_clears_then_lets_
             lambda: shard_queue(other_shard) not in json.loads(broker.hget(WORKERS_KEY, thief))["queues"],
             timeout=10,
         )
-        assert _owned_by_live(broker, set(nodes.values()))
+        # ... and every shard is back to exactly one consumer once the heartbeats have caught up.
+        _wait(lambda: _owned_by_live(broker, set(nodes.values())), timeout=10)
     finally:
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
