@@ -295,6 +295,11 @@ class FarmMember:
         tags = sorted(self.held_tags())
         busy = bool(tags)
         self.stolen &= set(consuming)
+        if self.stolen:
+            # A shard the coordinator has since given to this worker is its own now, not stolen: it
+            # must not be let go when its backlog clears.
+            mine = {shard_queue(s) for s, w in owners_read(self.client).items() if w == self.name}
+            self.stolen -= mine
         info = {
             "seen": now, "queues": consuming, "stolen": sorted(self.stolen), "busy": busy, "tags": tags,
             "pid": os.getpid(), "host": socket.gethostname(),

@@ -310,3 +310,29 @@ def _children(pid: int) -> set[int]:
 def _kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stolen_shard_later_assigned_to_the_thief_is_kept_when_its_backlog_clears(broker):
+    from types import SimpleNamespace
+
+    from signalsvc.farm.ownership import OWNERS_KEY, FarmMember
+
+    queue = shard_queue(2)
+    consumer = SimpleNamespace(task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=queue)]))
+    settings_ = SimpleNamespace(
+        FARM_HEARTBEAT_SECONDS=1.0, FARM_WORKER_TTL_SECONDS=5.0, FARM_COORDINATOR_LEASE_SECONDS=5.0,
+        STEAL_AFTER_SECONDS=10.0, SHARD_COUNT=4,
+    )  # fmt: skip
+    control = RecordingControl()
+    broker.set(COORDINATOR_KEY, "other@h")  # this worker does not coordinate
+    member = FarmMember(
+        name="thief@h", app=SimpleNamespace(control=control), consumer=consumer, client=broker,
+        settings=settings_, held_tags=list,
+    )  # fmt: skip
+    member.stolen = {queue}
+    broker.hset(OWNERS_KEY, mapping={"2": "thief@h"})  # meanwhile the coordinator gave it shard 2
+
+    member.step()  # shard 2 has no backlog: a thief would let go of it, its owner keeps it
+
+    assert member.stolen == set()
+    assert control.sent == []
