@@ -142,6 +142,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         self.api_key = None
         self.counted = False
         self.refused_in_a_row = 0
+        self.closing = False
         self.allowance = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
         self.allowance_at = _clock()
 
@@ -224,7 +225,10 @@ class SignalConsumer(AsyncWebsocketConsumer):
     # -- client messages ----------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.outbox is None:
+        # Once this side has closed, the server refuses any further send (uvicorn raises, which
+        # ended the consumer without its disconnect: the connection stayed counted). Messages
+        # still queued behind the close are dropped.
+        if self.outbox is None or self.closing:
             return
         try:
             self._check_rate()
@@ -247,7 +251,8 @@ class SignalConsumer(AsyncWebsocketConsumer):
             await getattr(self, "_on_" + message["type"])(message)
             self.refused_in_a_row = 0
         except ProtocolError as exc:
-            await self._error(exc.code, exc.message, exc.details)
+            if not self.closing:
+                await self._error(exc.code, exc.message, exc.details)
 
     def _check_rate(self) -> None:
         rate = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
@@ -257,7 +262,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         if self.allowance < 1:
             self.refused_in_a_row += 1
             if self.refused_in_a_row > _FLOOD_LIMIT:
-                self.tasks.append(asyncio.create_task(self.close(code=CLOSE_POLICY)))
+                self._close_soon(CLOSE_POLICY)
             raise ProtocolError("rate_limited", f"at most {rate:g} messages per second; this one was dropped")
         self.allowance -= 1
 
@@ -368,7 +373,13 @@ class SignalConsumer(AsyncWebsocketConsumer):
 
     def _overflow(self) -> None:
         log.warning("websocket %s (%s): not reading its updates; closing", self.connection_id, self.client_id)
-        self.tasks.append(asyncio.create_task(self.close(code=CLOSE_POLICY)))
+        self._close_soon(CLOSE_POLICY)
+
+    def _close_soon(self, code: int) -> None:
+        """Close once (not once per refused message), and send nothing more from then on."""
+        if not self.closing:
+            self.closing = True
+            self.tasks.append(asyncio.create_task(self.close(code=code)))
 
     async def _json(self, payload: dict) -> None:
         await self.send(text_data=orjson.dumps(payload).decode())
