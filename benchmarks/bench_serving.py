@@ -667,10 +667,14 @@ def _configure() -> None:
     configure_bench()
 
 
-def run() -> list[Result]:
+def run_on_topology(benchmark: str, measure: Callable, prefix: str) -> list[Result]:
+    """What every bench on the Procfile topology does around its measurement: skip when a tool is
+    missing, load the history, make the bench API key (revoked after), and keep the work directory
+    (logs) only when the processes did not stop cleanly. ``measure(raw_key, day, sessions, work)``
+    returns the rows, the last one saying how the processes stopped."""
     missing = _missing()
     if missing is not None:
-        return [_skipped(_BENCH, "all", missing)]
+        return [_skipped(benchmark, "all", missing)]
     _configure()
     from signalsvc.accounts.services import api_key_revoke
 
@@ -678,14 +682,18 @@ def run() -> list[Result]:
     history_load(sessions)
     day = option_day_load(sessions)
     key, raw = _api_key()
-    work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        results = _measure(raw, day, sessions, work)
+        results = measure(raw, day, sessions, work)
     finally:
         api_key_revoke(key=key)
     if results[-1].case == "clean":
         shutil.rmtree(work, ignore_errors=True)
     return results
+
+
+def run() -> list[Result]:
+    return run_on_topology(_BENCH, _measure, "bench-serving-")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,11 +50,9 @@ import http.client
 import itertools
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -62,7 +60,6 @@ from pathlib import Path
 
 from benchmarks import bench_serving as serving
 from benchmarks.common import Result, load_note
-from benchmarks.history import history_load, history_sessions, option_day_load
 
 SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
 RATE = float(os.environ.get("BENCH_SOAK_RATE", "40"))
@@ -465,24 +462,7 @@ def _soak(raw_key: str, day, sessions, work: Path) -> list[Result]:
 
 
 def run() -> list[Result]:
-    missing = serving._missing()
-    if missing is not None:
-        return [serving._skipped(_BENCH, "all", missing)]
-    serving._configure()
-    from signalsvc.accounts.services import api_key_revoke
-
-    sessions = history_sessions()
-    history_load(sessions)
-    day = option_day_load(sessions)
-    key, raw = serving._api_key()
-    work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    try:
-        results = _soak(raw, day, sessions, work)
-    finally:
-        api_key_revoke(key=key)
-    if results[-1].case == "clean":
-        shutil.rmtree(work, ignore_errors=True)
-    return results
+    return serving.run_on_topology(_BENCH, _soak, "bench-soak-")
 
 
 if __name__ == "__main__":  # pragma: no cover

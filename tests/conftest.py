@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import socket
+import subprocess
 from decimal import Decimal
 
 import pytest
@@ -91,6 +93,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def stop_process_group(process, *, timeout: float = 15) -> None:
+    """SIGTERM to a child started with ``start_new_session=True`` and its process group, SIGKILL
+    if it has not exited within ``timeout`` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def free_port() -> int:

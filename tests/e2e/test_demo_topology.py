@@ -19,7 +19,7 @@ import websockets
 from django.conf import settings
 from django.db import connection
 
-from tests.conftest import free_port, subprocess_env
+from tests.conftest import free_port, stop_process_group, subprocess_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -73,13 +73,7 @@ def topology(tmp_path):
         "process": process,
         "log": log,
     }
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    stop_process_group(process, timeout=30)
     log.close()
 
 

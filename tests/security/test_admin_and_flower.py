@@ -9,8 +9,6 @@ docker-compose's own rendering of compose.yaml is checked in tests/deploy/test_d
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port, subprocess_env
+from tests.conftest import free_port, stop_process_group, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,13 +95,7 @@ def flower(tmp_path: Path) -> Any:
                 time.sleep(0.3)
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        stop_process_group(process)
         log.close()
 
 

@@ -11,8 +11,6 @@ endpoint that takes a body, and the frame limit of the real WebSocket server.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -22,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.conftest import free_port, subprocess_env
+from tests.conftest import free_port, stop_process_group, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 POST_ENDPOINTS = [
@@ -97,13 +95,7 @@ def ws_server(tmp_path: Path):
                 time.sleep(0.2)
         yield f"ws://127.0.0.1:{port}{WS_PATH}"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        stop_process_group(process)
         log.close()
 
 
