@@ -29,6 +29,7 @@ from signalsvc.core.numbers import finite_or_none_list
 from signalsvc.db.copy import copy_upsert
 from signalsvc.db.partitions import partitions_ensure
 from signalsvc.instruments.models import Instrument
+from signalsvc.instruments.selectors import underlyings_with_options
 from signalsvc.marketdata.latest import latest_ticks_get
 from signalsvc.redis_clients import hash_replace_if_newer
 from signalsvc.redis_clients import redis_client as shared_redis_client
@@ -355,8 +356,4 @@ def greeks_latest_publish(*, chain: PricedChain, client: redis.Redis) -> bool:
 
 def active_underlyings() -> list[str]:
     """Underlyings with at least one active option."""
-    symbols = (
-        Instrument.objects.filter(product=OPTIONS, active=True).values_list("exchange", "symbol").distinct()
-    )
-    keys = [f"{exchange}@{symbol}@{SPOT}" for exchange, symbol in symbols]
-    return list(Instrument.objects.filter(key__in=keys).values_list("key", flat=True))
+    return underlyings_with_options()

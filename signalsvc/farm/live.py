@@ -188,10 +188,8 @@ class LiveCadence:
 
     def _underlyings_with_options(self) -> set[str]:
         if self.clock() - self._with_options_at > UNDERLYINGS_TTL_SECONDS:
-            from signalsvc.core.keys import OPTIONS, SPOT
-            from signalsvc.instruments.models import Instrument
+            from signalsvc.instruments.selectors import underlyings_with_options
 
-            pairs = Instrument.objects.filter(product=OPTIONS, active=True).values_list("exchange", "symbol")
-            self._with_options = {f"{exchange}@{symbol}@{SPOT}" for exchange, symbol in pairs.distinct()}
+            self._with_options = set(underlyings_with_options())
             self._with_options_at = self.clock()
         return self._with_options

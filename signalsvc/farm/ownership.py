@@ -214,18 +214,19 @@ class Coordinator:
         none of them, was the dead worker's."""
         if not queues:
             return set()
-        found = set()
         settled = now - 2 * self.heartbeat
-        for tag, raw in self.client.hgetall(UNACKED_KEY).items():
-            tag = _text(tag)
-            if tag in live_tags:
-                continue
+        # Delivered before the live workers last reported: one range read of the delivery index.
+        early = {_text(t) for t in self.client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", f"({settled}")}
+        candidates = sorted(early - live_tags)
+        found = set()
+        for tag, raw in zip(
+            candidates, self.client.hmget(UNACKED_KEY, candidates) if candidates else [], strict=True
+        ):
             try:
                 routing_key = json.loads(raw)[2]
             except (ValueError, IndexError, TypeError):
                 continue
-            delivered = self.client.zscore(UNACKED_INDEX_KEY, tag)
-            if routing_key in queues and delivered is not None and delivered < settled:
+            if routing_key in queues:
                 found.add(tag)
         return found
 

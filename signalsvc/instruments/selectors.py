@@ -100,6 +100,17 @@ def instrument_ref(key: str) -> InstrumentRef:
     return InstrumentRef(instrument.id, instrument.key, instrument.product)
 
 
+def underlyings_with_options() -> list[str]:
+    """Keys of the registered underlyings (spot/index) with at least one active option."""
+    from signalsvc.core.keys import OPTIONS, SPOT
+
+    pairs = (
+        Instrument.objects.filter(product=OPTIONS, active=True).values_list("exchange", "symbol").distinct()
+    )
+    keys = [f"{exchange}@{symbol}@{SPOT}" for exchange, symbol in pairs]
+    return list(Instrument.objects.filter(key__in=keys).values_list("key", flat=True))
+
+
 def instrument_ids_clear_cache() -> None:
     with _refs_lock:
         _refs.clear()
