@@ -1292,24 +1292,27 @@ def _main_rows(s: _Session, load: str) -> list[Result]:
         rows.append(_phase_row(_BENCH, phase.label, phase, extra))
     best = _best(s.phases)
     rows.append(
-        Result(
-            _BENCH,
-            "highest delivered msgs/s, p99 < 100 ms",
-            best.delivered if best else 0,
-            best.p50 if best else float("nan"),
-            (
-                f"at {best.rate} updates/s per topic ({best.label}); p99 {_ms(best.p99)}, delivered {best.share * 100:.1f} %"
-                if best
-                else "no phase had p99 < 100 ms"
-            ),
-            rate=best.per_second if best else 0.0,
-        )
+        _best_row(_BENCH, "highest delivered msgs/s, p99 < 100 ms", best, f" ({best.label})" if best else "")
     )
-    if s.failure:
-        rows.append(Result(_BENCH, "failure", 0, float("nan"), s.failure))
+    rows += _failure_rows(_BENCH, "failure", s)
     rows.append(_gc_row(_BENCH, s))
     rows.append(_stop_row(_BENCH, s, "hub"))
     return rows
+
+
+def _best_row(bench: str, case: str, best, label: str = "", tail: str = "") -> Result:
+    """The row of a session's best phase (the highest delivered rate at p99 < 100 ms)."""
+    if best is None:
+        return Result(bench, case, 0, float("nan"), "no phase had p99 < 100 ms", rate=0.0)
+    note = (
+        f"at {best.rate:g} updates/s per topic{label}; p99 {_ms(best.p99)}, "
+        f"delivered {best.share * 100:.1f} %{tail}"
+    )
+    return Result(bench, case, best.delivered, best.p50, note, rate=best.per_second)
+
+
+def _failure_rows(bench: str, case: str, s: _Session) -> list[Result]:
+    return [Result(bench, case, 0, float("nan"), s.failure)] if s.failure else []
 
 
 def _floor_rows(s: _Session, hub: _Session, load: str) -> list[Result]:
@@ -1317,26 +1320,11 @@ def _floor_rows(s: _Session, hub: _Session, load: str) -> list[Result]:
     rows = [r for r in _session_rows(bench, s, "floor", load) if "memory" not in r.case]
     rows += [_phase_row(bench, phase.label, phase) for phase in s.phases]
     best, hub_best = _best(s.phases), _best(hub.phases)
-    if best is None:
-        note = "no phase had p99 < 100 ms"
-    else:
-        note = (
-            f"at {best.rate:g} updates/s per topic; p99 {_ms(best.p99)}, delivered {best.share * 100:.1f} %"
-        )
-        if hub_best is not None:
-            note += f"; the hub reaches {hub_best.per_second / best.per_second:.2f}x of it"
-    rows.append(
-        Result(
-            bench,
-            "highest delivered msgs/s, p99 < 100 ms",
-            best.delivered if best else 0,
-            best.p50 if best else float("nan"),
-            note,
-            rate=best.per_second if best else 0.0,
-        )
+    versus = (
+        f"; the hub reaches {hub_best.per_second / best.per_second:.2f}x of it" if best and hub_best else ""
     )
-    if s.failure:
-        rows.append(Result(bench, "failure", 0, float("nan"), s.failure))
+    rows.append(_best_row(bench, "highest delivered msgs/s, p99 < 100 ms", best, "", versus))
+    rows += _failure_rows(bench, "failure", s)
     rows.append(_gc_row(bench, s))
     return rows
 
@@ -1345,23 +1333,8 @@ def _small_rows(name: str, s: _Session) -> list[Result]:
     rows = [r for r in _session_rows(_SMALL, s, name, "") if "memory" not in r.case]
     for phase in s.phases:
         rows.append(_phase_row(_SMALL, f"{name}: {phase.label}", phase))
-    best = _best(s.phases)
-    rows.append(
-        Result(
-            _SMALL,
-            f"{name}: highest msgs/s, p99 < 100 ms",
-            best.delivered if best else 0,
-            best.p50 if best else float("nan"),
-            (
-                f"at {best.rate} updates/s per topic; p99 {_ms(best.p99)}, delivered {best.share * 100:.1f} %"
-                if best
-                else "no step had p99 < 100 ms"
-            ),
-            rate=best.per_second if best else 0.0,
-        )
-    )
-    if s.failure:
-        rows.append(Result(_SMALL, f"{name}: failure", 0, float("nan"), s.failure))
+    rows.append(_best_row(_SMALL, f"{name}: highest msgs/s, p99 < 100 ms", _best(s.phases)))
+    rows += _failure_rows(_SMALL, f"{name}: failure", s)
     rows.append(_stop_row(_SMALL, s, name))
     return rows
 
