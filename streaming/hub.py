@@ -209,14 +209,18 @@ class Hub:
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("hub: Redis pub/sub unavailable (%s); retrying in 1 s", exc)
                 await asyncio.sleep(1)
-                await self._resubscribe()
+                # Until it works: a failed attempt leaves a pub/sub with no connection, which
+                # get_message cannot read (RuntimeError), and the topics would never be heard again.
+                while self._topics and not await self._resubscribe():
+                    await asyncio.sleep(1)
                 continue
             if message is None or message.get("type") != "message":
                 continue
             topic = message["channel"].decode()
             self.schedule(topic, announced=time.perf_counter())
 
-    async def _resubscribe(self) -> None:
+    async def _resubscribe(self) -> bool:
+        """A new pub/sub connection subscribed to every topic; False if Redis is still away."""
         try:
             async with self._commands:
                 await self._pubsub.reset()
@@ -229,6 +233,8 @@ class Hub:
                     self.schedule(topic)
         except (aioredis.RedisError, OSError) as exc:
             log.warning("hub: resubscribe failed (%s)", exc)
+            return False
+        return True
 
     def schedule(self, topic: str, announced: float | None = None) -> None:
         """Recompute the topic's feeds: now, or once more after the run in progress."""

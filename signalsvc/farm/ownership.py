@@ -260,9 +260,32 @@ class FarmMember:
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
+            self._retire_previous_process()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="farm-member", daemon=True)
             self._thread.start()
+
+    def _retire_previous_process(self) -> None:
+        """A worker restarted under its old name (a supervisor's restart keeps the host name) finds
+        the heartbeat of the process before it. That process left without deregistering (a clean
+        stop deletes it), so it died: its heartbeat is kept under ``<name>#<pid>``, where the
+        coordinator reaps it as any dead worker and requeues the tasks it held. Overwritten by this
+        process's first heartbeat instead, those tasks would wait for the broker's visibility
+        timeout (10 min) and expire first."""
+        try:
+            raw = self.client.hget(WORKERS_KEY, self.name)
+            if raw is None:
+                return
+            info = json.loads(raw)
+            if info.get("reaped") or (info.get("pid"), info.get("host")) == (
+                os.getpid(),
+                socket.gethostname(),
+            ):
+                return
+            self.client.hset(WORKERS_KEY, f"{self.name}#{info.get('pid')}", raw)
+            log.warning("farm: %s restarted; its previous process (pid %s) died", self.name, info.get("pid"))
+        except (redis.RedisError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("farm: previous heartbeat of %s not checked: %s", self.name, exc)
 
     def stop(self) -> None:
         """Leave the farm at once: the next reconcile hands this worker's shards to the others."""

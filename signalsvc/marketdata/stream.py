@@ -166,9 +166,16 @@ class StreamConsumer:
     def run(self) -> None:
         self.ensure_group()
         log.info("ingest %s reading %s as group %s", self.name, self.stream, self.group)
-        self.drain_own_pending()
+        # Entries delivered to this name and not acknowledged (a restart, or a failed batch) are
+        # read again before any new one, in stream order: a newer tick merged first would make the
+        # bar's position guard skip them. Inside the loop's error handling, so that an outage that
+        # outlasts the first retry is waited out, not a crash.
+        redrain = True
         while not self.stopping:
             try:
+                if redrain:
+                    self.drain_own_pending()
+                    redrain = False
                 if time.monotonic() - self._last_claim > max(self.claim_idle_ms / 2000, 1):
                     self.claim_dead_consumers()
                 # Wake in time to announce coalesced bar changes (at most one a second each) and
@@ -179,13 +186,14 @@ class StreamConsumer:
                 self.live.flush_due()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("ingest: Redis unavailable (%s); retrying in 1 s", exc)
+                redrain = True  # a read whose reply was lost left its entries pending
                 time.sleep(1)
             except Exception:
                 # A database outage: nothing was acked, so everything is re-read after the pause.
                 log.exception("ingest: batch failed; retrying in 1 s")
                 close_old_connections()
+                redrain = True
                 time.sleep(1)
-                self.drain_own_pending()
         try:
             self.bar_events.flush_due(force=True)
         except redis.RedisError as exc:

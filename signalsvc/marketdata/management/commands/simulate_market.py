@@ -5,6 +5,7 @@ import logging
 import signal
 import time
 
+import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -59,6 +60,7 @@ class Command(BaseCommand):
         last_truth = time.monotonic()
         started = time.monotonic()
         published = 0
+        unreachable_since = None
         while not stopping["flag"]:
             if duration is not None and time.monotonic() - started >= duration:
                 break
@@ -67,14 +69,26 @@ class Command(BaseCommand):
             if market.listing_version != version:
                 version = market.listing_version
                 self.register(market)
-            published += publish(
-                client,
-                (
-                    tick_fields(key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask)
-                    for t in ticks
-                ),
-                maxlen=STREAM_MAXLEN,
-            )
+            try:
+                published += publish(
+                    client,
+                    (
+                        tick_fields(
+                            key=t.key, ts=t.ts, ltp=t.ltp, volume=t.volume, oi=t.oi, bid=t.bid, ask=t.ask
+                        )
+                        for t in ticks
+                    ),
+                    maxlen=STREAM_MAXLEN,
+                )
+                if unreachable_since is not None:
+                    log.warning("simulator: Redis is back after %.1f s", time.monotonic() - unreachable_since)
+                    unreachable_since = None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis is away: this step's ticks were not acknowledged (or only some were, and
+                # those are in the stream). The market moves on; publishing resumes with Redis.
+                if unreachable_since is None:
+                    log.warning("simulator: Redis unavailable (%s); ticks are dropped until it returns", exc)
+                    unreachable_since = time.monotonic()
             if time.monotonic() - last_truth >= 2:
                 market.write_truth(truth_file)
                 last_truth = time.monotonic()
