@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import signal
 import socket
 import time
@@ -139,7 +138,11 @@ class StreamConsumer:
         self.client = client or redis_client()
         self.stream = settings.MARKET_DATA_STREAM
         self.group = settings.MARKET_DATA_GROUP
-        self.name = name or f"ingest-{socket.gethostname()}-{os.getpid()}"
+        # The default name outlives the process: a restarted ingest (make run's, a container's) is the
+        # same consumer and reads what its predecessor left pending before anything newer. Under a
+        # new name it would merge newer ticks first and wait MARKET_DATA_CLAIM_IDLE_MS to claim the
+        # older ones, which the bars' position guard then skips (lost). One ingest per host.
+        self.name = name or f"ingest-{socket.gethostname()}"
         self.batch = batch or settings.MARKET_DATA_BATCH
         self.claim_idle_ms = settings.MARKET_DATA_CLAIM_IDLE_MS
         self.stopping = False

@@ -19,9 +19,11 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 KEYS = [f"NSE@SYM{i}@equity_spot" for i in range(20)]
 
 
-def start_ingest(name: str, claim_idle_ms: int) -> subprocess.Popen:
+def start_ingest(name: str | None, claim_idle_ms: int) -> subprocess.Popen:
+    """An ingest process; ``name`` None: the default consumer name, as the Procfile starts it."""
+    named = ["--name", name] if name else []
     return subprocess.Popen(
-        [sys.executable, "manage.py", "ingest_market_data", "--name", name, "--batch", "50"],
+        [sys.executable, "manage.py", "ingest_market_data", *named, "--batch", "50"],
         env=subprocess_env(MARKET_DATA_CLAIM_IDLE_MS=str(claim_idle_ms)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -43,9 +45,19 @@ def wait_until(what: str, check, timeout: float = 60) -> None:
 
 
 @pytest.mark.parametrize(
-    "restart_name", ["ingest-a", "ingest-b"], ids=["same-consumer", "new-consumer-claims"]
+    ("first_name", "restart_name", "claim_idle_ms"),
+    [
+        ("ingest-a", "ingest-a", 500),
+        ("ingest-a", "ingest-b", 500),
+        # The default name survives a restart: what the dead process left pending is re-read first,
+        # with no claim (none could happen within the test at the default idle limit).
+        (None, None, 30_000),
+    ],
+    ids=["same-consumer", "new-consumer-claims", "default-name-resumes"],
 )
-def test_sigkill_during_publishing_loses_and_duplicates_nothing(redis_client, make_instruments, restart_name):
+def test_sigkill_during_publishing_loses_and_duplicates_nothing(
+    redis_client, make_instruments, first_name, restart_name, claim_idle_ms
+):
     make_instruments(*KEYS)
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
     stop = threading.Event()
@@ -59,14 +71,14 @@ def test_sigkill_during_publishing_loses_and_duplicates_nothing(redis_client, ma
 
     thread = threading.Thread(target=publisher, daemon=True)
     thread.start()
-    first = start_ingest("ingest-a", claim_idle_ms=500)
+    first = start_ingest(first_name, claim_idle_ms=claim_idle_ms)
     try:
         # Kill it in the middle of its work, not before it has started.
         wait_until("first batches", lambda: (group_state(redis_client).get("entries-read") or 0) > 1000)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         time.sleep(1)
-        second = start_ingest(restart_name, claim_idle_ms=500)
+        second = start_ingest(restart_name, claim_idle_ms=claim_idle_ms)
         time.sleep(2)
         stop.set()
         thread.join(10)
