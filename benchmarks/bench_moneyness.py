@@ -34,7 +34,7 @@ Workloads and rows:
 3. **Realtime under load**: the web server as ``make run`` started it before the serving issue
    (daphne, one process, on a free port, bench database and Redis DB 9, ``MARKET_CALENDAR=NSE-DEMO``,
    anonymous reads with an unreachable rate limit; ``bench_serving`` measures the Procfile's
-   nginx + gunicorn beside it), loaded from a second process by
+   nginx + granian beside it), loaded from a second process by
    ``wrk -t2 -c16 --latency`` on ``realtime/moneyness/NIFTY/greeks/ATM``, ``.../greeks/OTM7``
    (not stored: computed from the snapshot), ``.../atm-iv`` and the baseline ``/api/v2/health/live``
    of the same server: 8 s of load per endpoint, as two 4-second runs, the second round in the

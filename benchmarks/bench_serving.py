@@ -8,8 +8,8 @@ Setup, in the bench database ``signal_bench`` and Redis DB 9 (``bench_timeframes
 * An API key on a subscription ``bench`` of tier ``bench`` (100,000,000 requests/minute), sent
   as ``X-API-Key`` by every request; revoked at the end.
 * The whole ``Procfile`` started by honcho from ``make run``'s virtualenv (``.venv``), as
-  ``tests/e2e/test_demo_topology.py`` does: nginx on the public port, gunicorn (sync workers,
-  ``WEB_WORKERS_PER_CORE`` default) behind it, uvicorn for the WebSocket, and the demo market
+  ``tests/e2e/test_demo_topology.py`` does: nginx on the public port, granian (WSGI workers,
+  ``WEB_WORKERS_PER_CORE`` default, the fast lane of the realtime reads in front of Django) behind it, uvicorn for the WebSocket, and the demo market
   (simulator, ingest, worker, beat; flower): free ports, on loopback but nginx's public port (it
   listens on every interface, as ``scripts/nginx_local.py`` renders it for ``make run``; flower is
   kept on loopback with ``FLOWER_ADDRESS``), ``MARKET_CALENDAR=NSE-DEMO``, ``SHARD_COUNT=4`` as in
@@ -39,10 +39,10 @@ fails its check gets a row with the reason and no numbers.
 Rows: one per (endpoint, server, connections): median = the median of the three runs' p50; items/s
 = the median of their requests/s; the note has the median p99, the errors of all three runs
 (non-2xx + socket errors), the targets and the CPU each part of the machine used during the runs
-(cores, median of the three: ``web`` gunicorn, ``proxy`` nginx, ``ws`` uvicorn, ``demo`` worker +
+(cores, median of the three: ``web`` granian, ``proxy`` nginx, ``ws`` uvicorn, ``demo`` worker +
 beat + ingest + simulator + flower + honcho, ``daphne``, ``pg`` the bench database's backends,
 ``redis`` the whole server, ``wrk``, ``other`` = everything else on the machine) and the server's
-CPU per request (gunicorn's or daphne's cores / requests/s, median of the runs). Then the ratio
+CPU per request (granian's or daphne's cores / requests/s, median of the runs). Then the ratio
 of realtime Greeks at 16 connections (topology / daphne requests/s), and how the processes stopped.
 
 Targets (issue 9; printed, never asserted), at 16 connections: realtime Greeks >= 1,000 req/s with
@@ -89,7 +89,7 @@ READY_TIMEOUT_S = 90
 DATA_TIMEOUT_S = 150
 TOPOLOGY_STOP_TIMEOUT_S = 30.0
 API = "/api/v2"
-NEW = "nginx+gunicorn (Procfile)"
+NEW = "nginx+granian (Procfile)"
 OLD = "daphne 1 process (before)"
 
 _BENCH = "serving"
@@ -115,7 +115,7 @@ def _missing() -> str | None:
         return "wrk is not installed (scripts/install-system-deps.sh installs it)"
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         return "nginx is not installed (scripts/install-system-deps.sh installs it)"
-    for name in ("honcho", "python", "gunicorn", "uvicorn", "celery", "daphne"):
+    for name in ("honcho", "python", "granian", "uvicorn", "celery", "daphne"):
         if not (SERVICE_BIN / name).exists():
             return f"{SERVICE_BIN / name} is missing: the Procfile runs make run's virtualenv (make venv)"
     return None
@@ -127,7 +127,7 @@ _TICK = os.sysconf("SC_CLK_TCK")
 # A Procfile process is named by the first of these found in its own or an ancestor's command line.
 _PROCFILE_ROLES = (
     ("proxy", ("nginx", "start-proxy")),
-    ("web", ("gunicorn", "start-web")),
+    ("web", ("granian", "gunicorn", "start-web")),
     ("ws", ("uvicorn", "start-ws")),
     ("demo", ("start-worker", " worker ", " beat ", "ingest_market_data", " flower", "simulate_market")),
 )
@@ -331,7 +331,7 @@ def _computed_at(base: str, option: str, headers: dict) -> dt.datetime | None:
 
 def _settle(base: str) -> float:
     """Wait until the server has drained what the last run queued (wrk stops after its seconds,
-    but the requests it left in nginx's and gunicorn's queues are still served and would load the
+    but the requests it left in nginx's and granian's queues are still served and would load the
     next run): one ``health/live`` answered = the queue ahead of it is empty. Returns the seconds
     it took."""
     begin = time.perf_counter()

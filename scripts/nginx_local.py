@@ -1,7 +1,7 @@
 """Render docker/nginx.conf (compose's) for the local topology and print the rendered file's path.
 
 The same routing as production, with local addresses: the public port is WEB_PORT, the upstreams
-are gunicorn on WEB_HTTP_PORT and the ASGI server on WS_PORT (scripts/ports.sh), static files come
+are the REST server (granian) on WEB_HTTP_PORT and the ASGI server on WS_PORT (scripts/ports.sh), static files come
 from collectstatic's folder, and pid and temp files live under .run/nginx-<port>/ so that several
 local topologies (make run, the end-to-end test) never share them. Locally /metrics is served
 (README's curl); in production it is scraped per replica and refused at the balancer. The access

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one public port of the local topology: nginx on WEB_PORT, routing the WebSocket path to the
-# ASGI server and everything else to gunicorn. The config is docker/nginx.conf (compose's) with
+# ASGI server and everything else to the REST server (granian). The config is docker/nginx.conf (compose's) with
 # local addresses and paths (scripts/nginx_local.py), so the local run and production route alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."

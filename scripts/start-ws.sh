@@ -14,11 +14,10 @@ daphne)
         signalsvc.asgi:application
     ;;
 uvicorn)
-    cores=$("$PY" -c "import os; print(len(os.sched_getaffinity(0)))")
     # Several worker processes: Prometheus samples go to files that /metrics on this port sums.
     export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-.run/metrics-ws-$WS_PORT}
     rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-    workers=$("$PY" -c "print(max(1, round(float('${WS_WORKERS_PER_CORE:-1}') * $cores)))")
+    workers=$("$PY" -m signalsvc.core.processes WS_WORKERS WS_WORKERS_PER_CORE 1)
     # Protocol pings every 60 s (the app sends its own heartbeat every 30): at the default 20 s,
     # 10,000 sockets cost 500 pings a second and a timer each. No per-message compression: the
     # messages are small JSON, and deflate per socket would cost more CPU than the bytes it saves.

@@ -13,6 +13,6 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from streaming.routing import websocket_urlpatterns  # noqa: E402
 
 # HTTP here serves whoever runs this app alone (daphne: REST too); in the standard topology REST
-# goes to gunicorn and only the WebSocket comes here (docs/decisions.md "Serving"). Origins and
+# goes to granian (WSGI) and only the WebSocket comes here (docs/decisions.md "Serving"). Origins and
 # API keys are checked by the consumer itself (streaming/consumers.py), with error messages.
 application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})

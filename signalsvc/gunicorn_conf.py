@@ -1,16 +1,17 @@
-"""gunicorn settings of the REST process (docs/decisions.md "Serving").
+"""gunicorn settings of the REST process when ``WEB_SERVER=gunicorn`` (docs/decisions.md "Serving").
 
-REST runs in sync workers: Django's views then run in parallel, one per process, on every core
-(under ASGI a process runs sync views one at a time). Measured on this 2-core machine, two sync
-workers per core served realtime Greeks at ~6x daphne's rate with a tenth of its p99; threads
-(gthread) raised the tail. The WebSocket runs in a separate ASGI process; nginx puts both on one
-public port.
+granian is the REST server (``scripts/start-web.sh``); gunicorn's sync workers were before it and
+are kept for comparison. Sync workers run Django's views in parallel, one per process, on every
+core (under ASGI a process runs sync views one at a time); two per core served realtime Greeks at
+~6x daphne's rate. They close every connection, so nginx opens one per request: granian, which
+keeps them, served ~1.7x as many through nginx on the same machine.
 
 Environment:
   WEB_BIND               address to listen on (default 127.0.0.1:8004; compose: 0.0.0.0:8003)
   WEB_WORKERS_PER_CORE   sync workers per usable core (default 2)
   WEB_WORKERS            an exact number of workers, overriding the per-core figure
   WEB_TIMEOUT            seconds a request may run before its worker is replaced (default 60)
+  WEB_GRACEFUL_TIMEOUT   seconds a worker may take to finish its request after SIGTERM (default 25)
 """
 
 from __future__ import annotations
@@ -19,26 +20,14 @@ import os
 import shutil
 import tempfile
 
-
-def _cores() -> int:
-    # The cores this process may run on (a container's CPU set), not the host's count.
-    return len(os.sched_getaffinity(0)) or 1
-
-
-def workers_for(env: dict) -> int:
-    exact = int(env.get("WEB_WORKERS") or 0)
-    if exact > 0:
-        return exact
-    per_core = float(env.get("WEB_WORKERS_PER_CORE") or 2)
-    return max(1, round(per_core * _cores()))
-
+from signalsvc.core.processes import processes_for
 
 bind = os.environ.get("WEB_BIND", "127.0.0.1:8004")
-workers = workers_for(os.environ)
+workers = processes_for(os.environ, exact="WEB_WORKERS", per_core="WEB_WORKERS_PER_CORE", default_per_core=2)
 worker_class = "sync"
 timeout = int(os.environ.get("WEB_TIMEOUT") or 60)
 # SIGTERM: workers finish the request in hand, then exit (compose's stop grace period is 30 s).
-graceful_timeout = 25
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT") or 25)
 # nginx in front owns client keep-alive and slow clients; a sync worker serves one request at a time.
 keepalive = 2
 accesslog = None

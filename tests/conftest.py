@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from decimal import Decimal
 
 import pytest
@@ -106,6 +107,26 @@ def stop_process_group(process, *, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+def wait_until_served(
+    url: str, *, what: str, status: int | None = 200, headers=None, process=None, timeout: float = 60
+) -> None:
+    """Poll ``url`` until it answers (with ``status``, unless None), failing with ``what`` after
+    ``timeout`` seconds, or at once when ``process`` has exited."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = requests.get(url, headers=headers, timeout=2)
+            if status is None or answer.status_code == status:
+                return
+        except requests.RequestException:
+            pass
+        assert process is None or process.poll() is None, f"{what}: the process exited"
+        assert time.monotonic() < deadline, f"{what}: not answering within {timeout:.0f} s"
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -61,7 +61,7 @@ class BackpressureApi(_OpenView):
 
 def metrics_view(request):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Several worker processes (gunicorn): the sum of every live worker's samples.
+        # Several worker processes (granian, or gunicorn): the sum of every live worker's samples.
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

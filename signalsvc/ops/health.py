@@ -17,7 +17,7 @@ CALENDAR_WARNING_DAYS = 30
 HOLIDAYS_KNOWN_DAYS = Gauge(
     "signal_calendar_holidays_known_days",
     "Days until the market calendar's curated holiday list (plus MARKET_EXTRA_HOLIDAYS) ends",
-    # Every process computes the same figure; under gunicorn's multiprocess metrics report one.
+    # Every process computes the same figure; under the REST server's multiprocess metrics report one.
     multiprocess_mode="mostrecent",
 )
 

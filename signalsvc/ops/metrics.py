@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -48,11 +49,14 @@ class _RequestBuffer:
 
     def add(self, ident: str, status: int, milliseconds: float) -> None:
         with self._lock:
-            if self._pid != os.getpid():  # first use in this process (gunicorn forks workers)
+            if self._pid != os.getpid():  # first use in this process (the server forks workers)
                 self._pid = os.getpid()
                 self._pending = {}
                 threading.Thread(target=self._run, name="api-metrics", daemon=True).start()
                 atexit.register(self.flush)
+                # granian's workers are forked multiprocessing children: they end through
+                # multiprocessing's exit handlers and os._exit, which skip atexit.
+                multiprocessing.util.Finalize(None, self.flush, exitpriority=10)
             entry = self._pending.get(ident)
             if entry is None:
                 entry = self._pending[ident] = [0, 0, 0, []]

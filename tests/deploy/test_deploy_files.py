@@ -123,7 +123,7 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     ("service", "command"),
     [
-        ("web", "gunicorn -c python:signalsvc.gunicorn_conf signalsvc.wsgi:application"),
+        ("web", "scripts/start-web.sh"),
         (
             "ws",
             "uvicorn signalsvc.asgi:application --host 0.0.0.0 --port 8003 --loop uvloop --http httptools "
@@ -498,7 +498,7 @@ def test_dockerfile_app_stage() -> None:
     assert users == ["signal"]
     assert app.index(next(i for i in app if "collectstatic" in i)) < app.index("USER signal")
     cmd = next(i for i in app if i.startswith("CMD "))
-    assert '"gunicorn"' in cmd and '"signalsvc.wsgi:application"' in cmd
+    assert cmd == 'CMD ["scripts/start-web.sh"]'
     assert "ENV WEB_BIND=0.0.0.0:8003" in app
     # The live page's charting library comes from the node stage, before collectstatic.
     assert app.index(next(i for i in app if i.startswith("COPY --from=web-assets"))) < app.index(

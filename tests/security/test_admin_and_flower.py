@@ -10,7 +10,6 @@ docker-compose's own rendering of compose.yaml is checked in tests/deploy/test_d
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import free_port, stop_process_group, subprocess_env
+from tests.conftest import free_port, stop_process_group, subprocess_env, wait_until_served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,15 +83,10 @@ def flower(tmp_path: Path) -> Any:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(url, timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, "flower exited:\n" + (tmp_path / "flower.log").read_text()
-                assert time.monotonic() < deadline, "flower not answering within 60 s"
-                time.sleep(0.3)
+        try:
+            wait_until_served(url, what="flower", status=None, process=process)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n" + (tmp_path / "flower.log").read_text()) from None
         yield url
     finally:
         stop_process_group(process)

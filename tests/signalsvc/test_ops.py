@@ -1,13 +1,17 @@
 import datetime as dt
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import requests
 from django.test import override_settings
 
 from signalsvc.ops.metrics import api_metrics_flush
 from signalsvc.ops.models import ApiMetric
-from tests.conftest import subprocess_env
+from tests.conftest import free_port, stop_process_group, subprocess_env, wait_until_served
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
 
@@ -51,6 +55,42 @@ def test_requests_are_aggregated_per_key_endpoint_and_minute(api, make_instrumen
     assert (row.count, row.errors, row.method, row.api_key) == (4, 1, "GET", raw.split("_")[1])
     assert row.latency_p50_ms > 0
     assert row.latency_p95_ms >= row.latency_p50_ms
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_a_rest_worker_writes_its_counts_out_on_sigterm(make_instruments, make_api_key, tmp_path):
+    """The REST server's workers (granian forks them) write their buffered aggregates when they stop:
+    with the periodic write an hour away, only the exit path can have written these."""
+    make_instruments("NSE@NIFTY@equity_spot")
+    raw = make_api_key()
+    port = free_port()
+    log = open(tmp_path / "web.log", "w+")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen(
+        [str(ROOT / "scripts/start-web.sh")],
+        cwd=ROOT,
+        env=subprocess_env(
+            WEB_BIND=f"127.0.0.1:{port}",
+            WEB_WORKERS="1",
+            API_METRICS_FLUSH_SECONDS="3600",
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        ),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/api/v2/market/bars/NSE@NIFTY@equity_spot"
+    try:
+        wait_until_served(url, what="the REST server", headers={"X-API-Key": raw}, process=server)
+        for _ in range(4):
+            assert requests.get(url, headers={"X-API-Key": raw}, timeout=5).status_code == 200
+    finally:
+        stop_process_group(server, timeout=30)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert server.returncode == 0, output[-3000:]
+    api_metrics_flush(now=dt.datetime.now(dt.UTC), include_current=True)
+    row = ApiMetric.objects.get(endpoint="api/v2/market/bars/<str:key>")
+    assert row.count == 5, output[-3000:]
 
 
 def test_production_refuses_to_start_without_its_required_settings():
