@@ -17,6 +17,25 @@ from django.conf import settings
 from signalsvc.core.keys import InstrumentSpec
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """``--dist loadgroup`` sends the tests of one ``xdist_group`` to one worker by a ``@group``
+    suffix that pytest-xdist 3.8 writes to ``item._nodeid``; pytest 9 keeps the node id in
+    ``item._id``, so the suffix is lost and the group split (the faults' shared topology would then
+    run twice, out of order; the fuzz tests' shared recorders would be split). Restored here for
+    every test of the suite that names a group."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is None or "@" in item.nodeid:
+            continue
+        name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
+        item._id = coerce_node_id(f"{item.nodeid}@{name}")
+
+
 @pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL, decode_responses=True)

@@ -17,24 +17,6 @@ from tests.faults.topology import PY, ROOT, Topology, wait_for
 DATABASE = "signal_faults"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    """``--dist loadgroup`` sends the tests of one ``xdist_group`` to one worker by a ``@group``
-    suffix that pytest-xdist 3.8 writes to ``item._nodeid``; pytest 9 keeps the node id in
-    ``item._id``, so the suffix is lost and the group split (the faults' shared topology would then
-    run twice, out of order). Restored here for this package's tests only."""
-    if not config.getvalue("loadgroup"):
-        return
-    from _pytest.nodeid import coerce_node_id
-
-    for item in items:
-        mark = item.get_closest_marker("xdist_group")
-        if mark is None or "@" in item.nodeid or "tests/faults/" not in item.nodeid:
-            continue
-        name = mark.args[0] if mark.args else mark.kwargs.get("name", "default")
-        item._id = coerce_node_id(f"{item.nodeid}@{name}")
-
-
 @pytest.fixture(scope="module")
 def private_pg():
     pg = PrivatePostgres()

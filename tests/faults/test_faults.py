@@ -378,8 +378,8 @@ def _rest_ok(topology) -> bool:
 
 
 def test_web_worker_and_master_sigkill_rest_answers_again(topology, rds, pg):
-    """SIGKILL of one gunicorn worker (the master replaces it), then of the master itself (its
-    orphaned workers notice and exit; the test restarts the web process).
+    """SIGKILL of one granian worker (the master replaces it), then of the master itself (its
+    workers leave with it: signalsvc/wsgi.py; the test restarts the web process).
 
     Counted: REST answers 200 with the right body after each, the worker count is back to
     WEB_WORKERS, and nothing stored was corrupted (bars still equal the stream; no duplicate rows)."""
@@ -388,7 +388,7 @@ def test_web_worker_and_master_sigkill_rest_answers_again(topology, rds, pg):
     victim = web.children()[0]
     victim.kill()
     worker_killed_at = time.monotonic()
-    wait_for("gunicorn replaced its worker", lambda: len(web.children()) == 2 and victim.pid not in {
+    wait_for("granian replaced its worker", lambda: len(web.children()) == 2 and victim.pid not in {
         c.pid for c in web.children()}, 30)  # fmt: skip
     wait_for("REST after the worker kill", lambda: _rest_ok(topology), 30)
     worker_recovery = time.monotonic() - worker_killed_at
@@ -396,7 +396,7 @@ def test_web_worker_and_master_sigkill_rest_answers_again(topology, rds, pg):
     orphans = web.children()
     web.kill()
     master_killed_at = time.monotonic()
-    wait_for("orphaned gunicorn workers exit by themselves", lambda: not any(
+    wait_for("the killed master's workers exit", lambda: not any(
         p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans), 30)  # fmt: skip
     orphans_gone = time.monotonic() - master_killed_at
     web.start()
@@ -410,7 +410,7 @@ def test_web_worker_and_master_sigkill_rest_answers_again(topology, rds, pg):
     topology.assert_all_alive()
     record(
         "web",
-        killed="gunicorn worker, then master (SIGKILL)",
+        killed="granian worker, then master (SIGKILL)",
         worker_recovery_s=round(worker_recovery, 1),
         orphans_exit_s=round(orphans_gone, 1),
         master_recovery_s=round(master_recovery, 1),
@@ -594,7 +594,7 @@ def test_sigterm_every_process_drains_and_exits_zero(topology, rds, pg):
     * beat, and the simulator, stop;
     * ingest, after the simulator stopped, finishes its batch: the stream is then fully
       acknowledged and every bar equals the whole stream's ticks exactly;
-    * gunicorn finishes its requests (graceful timeout 25 s);
+    * granian finishes its requests (WEB_GRACEFUL_TIMEOUT, 25 s);
     * uvicorn sends each WebSocket client a ``closing`` message, then closes with 1012.
     """
     from signalsvc.farm.live import RUNNING_PREFIX

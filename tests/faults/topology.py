@@ -1,7 +1,7 @@
 """The service's processes started one by one (not under honcho), so that the fault tests can kill,
-stop and restart any one of them: simulator, ingest, two farm workers, beat, web (gunicorn) and the
+stop and restart any one of them: simulator, ingest, two farm workers, beat, web (granian) and the
 WebSocket server (uvicorn), all pointed at a private PostgreSQL and a private Redis
-(tests/faults/services.py). nginx is left out: the tests talk to gunicorn and uvicorn directly."""
+(tests/faults/services.py). nginx is left out: the tests talk to granian and uvicorn directly."""
 
 from __future__ import annotations
 
@@ -136,9 +136,6 @@ class Topology:
             WEB_HTTP_PORT=str(self.rest_port),
             WS_PORT=str(self.ws_port),
             WEB_WORKERS="2",
-            # A sync worker whose master died notices within WEB_TIMEOUT / 2 (gunicorn checks its
-            # parent between waits of that length): 5 s here instead of production's 30.
-            WEB_TIMEOUT="10",
             # uvicorn's default here (one per core): its supervisor, as in production. A lone
             # uvicorn process re-raises SIGTERM after its graceful shutdown (exit -15 by design).
             WS_WORKERS_PER_CORE="1",
