@@ -22,6 +22,7 @@ from greeks.schemas import (
 from greeks.services import chain_compute, redis_client
 from signalsvc.api.batch import batch_items
 from signalsvc.api.errors import ApiError
+from signalsvc.api.fastlane import NotOnFastLane
 from signalsvc.api.schemas import BODY_ERRORS, COMMON_ERRORS, RETRY_AFTER, error_responses
 from signalsvc.core.keys import OPTIONS, parse_key
 from signalsvc.farm import live
@@ -35,6 +36,9 @@ MONEYNESS_HINT = (
     "greeks are per option; for an underlying use /api/v2/signals/realtime/moneyness/{underlying}/greeks/{level} "
     "or /api/v2/signals/realtime/moneyness/{underlying}/atm-iv"
 )
+
+
+REFRESH = ("1", "true", "yes")
 
 
 def option_key(key: str) -> str:
@@ -127,10 +131,17 @@ class RealtimeGreeksApi(APIView):
         },
     )
     def get(self, request, key: str):
-        if request.query_params.get("refresh") in ("1", "true", "yes"):
+        if request.query_params.get("refresh") in REFRESH:
             chain_refresh(parse_key(option_key(key)).underlying_key, requested_at=request_arrival(request))
         # The stored value is the response body: no parse, no re-encode.
         return HttpResponse(realtime_payload(key), content_type="application/json")
+
+    @staticmethod
+    def fast_get(query, key: str) -> bytes:
+        """The body without a refresh (signalsvc/api/fastlane.py); a refresh waits in the view."""
+        if query.get("refresh") in REFRESH:
+            raise NotOnFastLane("refresh")
+        return realtime_payload(key)
 
 
 class BatchGreeksApi(APIView):
@@ -154,7 +165,12 @@ class BatchGreeksApi(APIView):
         },
     )
     def post(self, request):
-        keys = batch_items(request.data, item_shape="key", field="instrument_keys")
+        return HttpResponse(self.fast_post(request.data), content_type="application/json")
+
+    @staticmethod
+    def fast_post(data) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
+        keys = batch_items(data, item_shape="key", field="instrument_keys")
         if not all(isinstance(k, str) for k in keys):
             raise ApiError(
                 status_code=400, code="invalid_input", message='body must be {"instrument_keys": [key, ...]}'
@@ -163,8 +179,7 @@ class BatchGreeksApi(APIView):
         # The stored values are the results' JSON: spliced in, never parsed and re-encoded.
         tail = orjson.dumps({"errors": errors, "requested": len(keys), "succeeded": len(results)})
         members = b",".join(orjson.dumps(key) + b":" + value for key, value in results.items())
-        body = b"".join((b'{"results":{', members, b"},", tail[1:]))
-        return HttpResponse(body, content_type="application/json")
+        return b"".join((b'{"results":{', members, b"},", tail[1:]))
 
 
 class CalculatorApi(APIView):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from greeks.services import chain_latest_key
-from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
+from signalsvc.core.keys import OPTIONS, InvalidKey, canonical_key, parse_key
 from signalsvc.instruments.selectors import UnknownInstrument, instrument_products, instrument_ref
 from signalsvc.redis_clients import redis_client as shared_redis_client
 
@@ -56,7 +56,7 @@ def greeks_batch(*, keys: list[str], not_an_option_hint: str) -> tuple[dict[str,
     canonical: dict[str, str] = {}
     for key in dict.fromkeys(keys):
         try:
-            canonical[key] = str(parse_key(key))
+            canonical[key] = canonical_key(key)
         except InvalidKey as exc:
             errors[key] = {"code": "invalid_instrument_key", "message": str(exc)}
     products = instrument_products(keys=set(canonical.values()))

@@ -14,6 +14,7 @@ import re
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -37,7 +38,8 @@ from moneyness.schemas import (
 )
 from signalsvc.api.batch import batch_items, batch_results, echoed
 from signalsvc.api.errors import ApiError
-from signalsvc.api.response_cache import versioned
+from signalsvc.api.renderers import json_bytes
+from signalsvc.api.response_cache import response_identity, versioned
 from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument
@@ -47,7 +49,7 @@ from timeframes.apis import (
     agg_from,
     date_from,
     iso,
-    json_response,
+    json_body,
     range_from,
     timeframe_from,
 )
@@ -59,6 +61,8 @@ EXPIRY_PARAM = OpenApiParameter(
 AGG_PARAM = OpenApiParameter("agg", str, enum=["last", "mean"], description="bucket value; default last")
 TENOR = re.compile(r"^(\d{1,3})d$")
 MAX_TENOR_DAYS = 365
+
+JSON = "application/json"
 
 
 @contextmanager
@@ -188,7 +192,11 @@ class RealtimeLevelGreeksApi(APIView):
         },
     )
     def get(self, request, underlying: str, level: str):
-        q = request.query_params
+        return HttpResponse(self.fast_get(request.query_params, underlying, level), content_type=JSON)
+
+    @staticmethod
+    def fast_get(q, underlying: str, level: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         parsed = level_from(level)
         expiry = expiry_from(q)
         include = q.get("include")
@@ -200,7 +208,7 @@ class RealtimeLevelGreeksApi(APIView):
             )
         with api_errors():
             ref = selectors.underlying_get(underlying)
-            return Response(
+            return json_bytes(
                 selectors.level_greeks_realtime(
                     underlying=ref, level=parsed, expiry=expiry, include_instruments=include == "instruments"
                 )
@@ -228,7 +236,11 @@ class RealtimeAtmIvApi(APIView):
         },
     )
     def get(self, request, underlying: str):
-        q = request.query_params
+        return HttpResponse(self.fast_get(request.query_params, underlying), content_type=JSON)
+
+    @staticmethod
+    def fast_get(q, underlying: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         tenor = tenor_from(q.get("tenor"))
         expiry = expiry_from(q)
         if tenor is not None and expiry is not None:
@@ -238,8 +250,8 @@ class RealtimeAtmIvApi(APIView):
         with api_errors():
             ref = selectors.underlying_get(underlying)
             if tenor is not None:
-                return Response(selectors.atm_iv_tenor_realtime(underlying=ref, tenor_days=tenor))
-            return Response(selectors.atm_iv_realtime(underlying=ref, expiry=expiry))
+                return json_bytes(selectors.atm_iv_tenor_realtime(underlying=ref, tenor_days=tenor))
+            return json_bytes(selectors.atm_iv_realtime(underlying=ref, expiry=expiry))
 
 
 class RealtimeOtmDeltaApi(APIView):
@@ -395,7 +407,11 @@ class HistoricalLevelGreeksApi(APIView):
         },
     )
     def get(self, request, underlying: str, level: str):
-        q = request.query_params
+        return HttpResponse(self.fast_get(request.query_params, underlying, level), content_type=JSON)
+
+    @classmethod
+    def fast_get(cls, q, underlying: str, level: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         parsed = level_from(level)
         timeframe = timeframe_from(q.get("timeframe"))
         agg = agg_from(q.get("agg"))
@@ -432,10 +448,14 @@ class HistoricalLevelGreeksApi(APIView):
                 }
                 series.append(point)
             base = _series_base(ref, start, end, timeframe, agg) | {"moneyness_level": parsed.name}
-            return json_response(base | {"data_points": len(series), "time_series": series})
+            return json_body(base | {"data_points": len(series), "time_series": series})
 
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
-        return versioned(request, underlying_key=ref.key, compute=compute)
+        return versioned(
+            response_identity(cls, {"underlying": underlying, "level": level}, q),
+            underlying_key=ref.key,
+            compute=compute,
+        )
 
 
 class HistoricalAtmIvApi(APIView):
@@ -469,7 +489,11 @@ class HistoricalAtmIvApi(APIView):
         },
     )
     def get(self, request, underlying: str):
-        q = request.query_params
+        return HttpResponse(self.fast_get(request.query_params, underlying), content_type=JSON)
+
+    @classmethod
+    def fast_get(cls, q, underlying: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         timeframe = timeframe_from(q.get("timeframe"))
         agg = agg_from(q.get("agg"))
         expiry = expiry_from(q)
@@ -503,12 +527,14 @@ class HistoricalAtmIvApi(APIView):
                 )
                 series = [_bucket_point(r, selectors.ATM_IV_VALUES, selectors.ATM_IV_META) for r in rows]
             statistics = selectors.series_statistics([p["value"]["iv"] for p in series])
-            return json_response(
+            return json_body(
                 base | {"data_points": len(series), "statistics": statistics, "time_series": series}
             )
 
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
-        return versioned(request, underlying_key=ref.key, compute=compute)
+        return versioned(
+            response_identity(cls, {"underlying": underlying}, q), underlying_key=ref.key, compute=compute
+        )
 
 
 # -- batch -------------------------------------------------------------------------------------------------

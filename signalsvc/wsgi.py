@@ -1,10 +1,12 @@
-"""The WSGI application of the REST server (granian, or gunicorn: scripts/start-web.sh)."""
+"""The WSGI application of the REST server (granian, or gunicorn: scripts/start-web.sh): Django's
+handler behind the fast lane of the hottest reads (signalsvc/api/fastlane.py)."""
 
 import ctypes
 import os
 import signal
 import sys
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
@@ -26,3 +28,8 @@ def _exit_with_master() -> None:
 
 _exit_with_master()
 application = get_wsgi_application()
+
+if settings.API_FAST_LANE:
+    from signalsvc.api.fastlane import FastLane
+
+    application = FastLane(application)

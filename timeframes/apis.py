@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from signalsvc.api.batch import batch_items, batch_results, echoed, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
-from signalsvc.api.response_cache import versioned
+from signalsvc.api.response_cache import response_identity, versioned
 from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
@@ -152,14 +152,17 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat() if value is not None else None
 
 
-def json_response(payload: Mapping, *, series_items: bytes | None = None) -> HttpResponse:
+def json_body(payload: Mapping, *, series_items: bytes | None = None) -> bytes:
     """``payload`` as JSON, with ``time_series`` spliced in from pre-rendered items (each followed
     by a comma) so a large series is never parsed or re-encoded."""
     head = orjson.dumps(payload)  # a float that is not finite becomes null, never NaN
     if series_items is None:
-        return HttpResponse(head, content_type="application/json")
-    body = b"".join((head[:-1], b',"time_series":[', memoryview(series_items)[:-1], b"]}"))
-    return HttpResponse(body, content_type="application/json")
+        return head
+    return b"".join((head[:-1], b',"time_series":[', memoryview(series_items)[:-1], b"]}"))
+
+
+def json_response(payload: Mapping, *, series_items: bytes | None = None) -> HttpResponse:
+    return HttpResponse(json_body(payload, series_items=series_items), content_type="application/json")
 
 
 # -- bars ---------------------------------------------------------------------------------------------
@@ -243,7 +246,11 @@ class HistoricalGreeksApi(APIView):
         },
     )
     def get(self, request, key: str):
-        q = request.query_params
+        return HttpResponse(self.fast_get(request.query_params, key), content_type="application/json")
+
+    @classmethod
+    def fast_get(cls, q, key: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         timeframe = timeframe_from(q.get("timeframe"))
         agg = agg_from(q.get("agg"))
         expiry = date_from("expiry_date", q.get("expiry_date"))
@@ -267,9 +274,9 @@ class HistoricalGreeksApi(APIView):
         )
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
         return versioned(
-            request,
+            response_identity(cls, {"key": key}, q),
             underlying_key=underlying,
-            compute=lambda: self._series(instrument, timeframe, agg, expiry, start, end),
+            compute=lambda: cls._series(instrument, timeframe, agg, expiry, start, end),
         )
 
     @staticmethod
@@ -302,9 +309,7 @@ class HistoricalGreeksApi(APIView):
                 }
                 for r in rows
             ]
-            return json_response(
-                {**base, "series": "option", "data_points": len(series), "time_series": series}
-            )
+            return json_body({**base, "series": "option", "data_points": len(series), "time_series": series})
         rows = selectors.atm_series_at(
             underlying_id=instrument.id, timeframe=timeframe, start=start, end=end, agg=agg, expiry=expiry
         )
@@ -332,7 +337,7 @@ class HistoricalGreeksApi(APIView):
             }
             for r in rows
         ]
-        return json_response({**base, "series": "atm", "data_points": len(series), "time_series": series})
+        return json_body({**base, "series": "atm", "data_points": len(series), "time_series": series})
 
 
 # -- available timeframes ---------------------------------------------------------------------------------
@@ -503,13 +508,17 @@ class RealtimeIndicatorApi(APIView):
         },
     )
     def get(self, request, key: str, indicator: str):
-        q = request.query_params
+        return HttpResponse(
+            self.fast_get(request.query_params, key, indicator), content_type="application/json"
+        )
+
+    @staticmethod
+    def fast_get(q, key: str, indicator: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
         timeframe = timeframe_from(q.get("timeframe"))
         params = indicator_params(q)
         instrument = instrument_ref(key)
-        return HttpResponse(
-            latest_json(instrument, indicator, params, timeframe), content_type="application/json"
-        )
+        return latest_json(instrument, indicator, params, timeframe)
 
 
 class BatchIndicatorsApi(APIView):

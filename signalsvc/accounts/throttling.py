@@ -61,12 +61,29 @@ def rate_limit_hit(
     return None if allowed else wait_us / 1e6
 
 
+# Set in a request's WSGI environ by the fast lane (signalsvc/api/fastlane.py) when it counted the
+# request and then handed it to Django: the throttle lets it through uncounted. Not a header name,
+# so a client cannot set it.
+COUNTED_ENVIRON_KEY = "signalsvc.rate_limit_counted"
+
+
+def key_rate_limit_hit(key) -> bool:
+    """Count one request of an API key against its tier: whether it is allowed. Raises
+    redis.RedisError (the throttle lets such a request through; the fast lane hands it to Django)."""
+    return (
+        rate_limit_hit(redis_client(socket_timeout=2.0), f"key:{key.pk}", limit=key.tier.requests_per_minute)
+        is None
+    )
+
+
 class TierRateThrottle(BaseThrottle):
     """The tier's ``requests_per_minute`` for a key; ``API_ANONYMOUS_RATE_PER_MINUTE`` per IP."""
 
     _wait: float | None = None
 
     def allow_request(self, request, view) -> bool:
+        if request.META.get(COUNTED_ENVIRON_KEY):
+            return True
         key = request.auth
         if key is not None:
             limit, ident = key.tier.requests_per_minute, f"key:{key.pk}"

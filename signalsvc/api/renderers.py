@@ -13,8 +13,13 @@ _fallback = JSONEncoder().default
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
+def json_bytes(data) -> bytes:
+    """``data`` as the API's JSON (what OrjsonRenderer renders)."""
+    return orjson.dumps(data, default=_fallback, option=_OPTIONS)
+
+
 class OrjsonRenderer(JSONRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
         if data is None:
             return b""
-        return orjson.dumps(data, default=_fallback, option=_OPTIONS)
+        return json_bytes(data)

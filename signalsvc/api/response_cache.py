@@ -3,13 +3,15 @@
 Greeks, ATM IV and moneyness history are written only by an underlying's chain computation, in
 one transaction, after which the chain service gives the underlying a new random **chain
 version** (``chain:ver:<underlying key>``). A historical response on that underlying is stored
-under its full path with the version read *before* its rows were read, and served as stored while
+under its identity (the view, its path arguments and the query) with the version read *before*
+its rows were read, and served as stored while
 the version holds: one Redis round trip (``MGET`` of the version and the entry) instead of the
 query and the bucketing (a month of 5-minute ATM IV cost ~30 ms a request). The response of a
 request that raced a computation carries the old stamp and is recomputed by the next reader. A
 lost version is replaced by a fresh random one (never a reused value), so no stale entry can
 match it. Rows written by other means (bulk loads, retention) show after
-``HISTORY_CACHE_TTL_SECONDS`` at the latest. Only 200 responses are stored.
+``HISTORY_CACHE_TTL_SECONDS`` at the latest. Only successes are stored (an error is an exception).
+The view and the fast lane (signalsvc/api/fastlane.py) share the entries.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from collections.abc import Callable
 
 import redis
 from django.conf import settings
-from django.http import HttpResponse
 
 from signalsvc.redis_clients import VERSION_BYTES, redis_client, version_get
 
@@ -38,25 +39,29 @@ def _client() -> redis.Redis:
     return redis_client(decode_responses=False, socket_timeout=2)
 
 
-def versioned(request, *, underlying_key: str, compute: Callable[[], HttpResponse]) -> HttpResponse:
-    """``compute()``'s response, from the cache when it was stored under the current chain version."""
-    entry_key = ENTRY_PREFIX + hashlib.sha1(request.get_full_path().encode()).hexdigest()
+def response_identity(view: type, kwargs: dict, query) -> str:
+    """What names a response: the view, its path arguments and its query (a QueryDict)."""
+    return f"{view.__qualname__}|{sorted(kwargs.items())}|{query.urlencode()}"
+
+
+def versioned(identity: str, *, underlying_key: str, compute: Callable[[], bytes]) -> bytes:
+    """``compute()``'s body, from the cache when it was stored under the current chain version."""
+    entry_key = ENTRY_PREFIX + hashlib.sha1(identity.encode()).hexdigest()
     version_key = chain_version_key(underlying_key)
     client = _client()
     try:
         version, entry = client.mget(version_key, entry_key)
         if version is not None and entry is not None and entry[:VERSION_BYTES] == version:
-            return HttpResponse(entry[VERSION_BYTES:], content_type="application/json")
+            return entry[VERSION_BYTES:]
         if version is None:
             version = version_get(client, version_key)
     except redis.RedisError as exc:  # the cache is an accelerator: answer from PostgreSQL
         log.warning("history cache unavailable: %s", exc)
         return compute()
-    response = compute()
-    # Only finished bodies (a DRF Response is rendered later, by the view machinery).
-    if response.status_code == 200 and version is not None and getattr(response, "is_rendered", True):
+    body = compute()
+    if version is not None:
         try:
-            client.set(entry_key, version + response.content, ex=settings.HISTORY_CACHE_TTL_SECONDS)
+            client.set(entry_key, version + body, ex=settings.HISTORY_CACHE_TTL_SECONDS)
         except redis.RedisError as exc:
             log.warning("history cache not written: %s", exc)
-    return response
+    return body

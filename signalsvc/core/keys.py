@@ -13,6 +13,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 KEY_GRAMMAR = (
     "EXCHANGE@SYMBOL@PRODUCT[@EXPIRY[@OPTION_TYPE@STRIKE]], e.g. NSE@NIFTY@equity_spot, "
@@ -76,6 +77,26 @@ def parse_key(text: str) -> InstrumentKey:
     """Parse and validate a key; raise :class:`InvalidKey` naming the grammar when malformed."""
     if not isinstance(text, str) or not text:
         raise InvalidKey(f"empty instrument key; expected {KEY_GRAMMAR}")
+    return _parse(text)
+
+
+def canonical_key(text: str) -> str:
+    """The canonical spelling of a key (``str(parse_key(text))``), kept like the parse."""
+    if not isinstance(text, str) or not text:
+        raise InvalidKey(f"empty instrument key; expected {KEY_GRAMMAR}")
+    return _canonical(text)
+
+
+@lru_cache(maxsize=32768)
+def _canonical(text: str) -> str:
+    return str(_parse(text))
+
+
+# The hot paths parse the same keys over and over (a batch of 100 options parsed each key twice,
+# a third of its time): the parsed key is immutable, so a parse is kept. A malformed key raises and
+# is not kept.
+@lru_cache(maxsize=32768)
+def _parse(text: str) -> InstrumentKey:
     parts = text.split("@")
     if len(parts) not in (3, 4, 6):
         raise InvalidKey(f"'{text}' has {len(parts)} parts; expected {KEY_GRAMMAR}")

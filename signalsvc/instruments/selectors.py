@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 from dataclasses import dataclass
 
-from signalsvc.core.keys import OPTIONS, InvalidKey, parse_key
+from signalsvc.core.keys import OPTIONS, InvalidKey, canonical_key, parse_key
 from signalsvc.instruments.models import Instrument
 
 
@@ -92,7 +92,7 @@ def instrument_ref(key: str) -> InstrumentRef:
     """The registry entry of ``key``: InvalidKey (400) when malformed, UnknownInstrument (404) when
     unknown. Known keys come from the in-process cache (a key's id and product never change), so a
     hot path makes no query; an unknown one may be asked of the instrument service."""
-    canonical = str(parse_key(key))
+    canonical = canonical_key(key)
     found = _instrument_refs({canonical}).get(canonical)
     if found is not None:
         return InstrumentRef(found[0], canonical, found[1])

@@ -125,6 +125,21 @@ def api_request_record(
     _BUFFER.add(f"{minute}|{api_key}|{method}|{endpoint}", status, seconds * 1000)
 
 
+def request_record(*, method: str, endpoint: str, status: int, seconds: float, api_key: str) -> None:
+    """One answered API request: Prometheus' request counter and latency histogram, and its
+    per-minute aggregate (the middleware and the fast lane both record through here)."""
+    REQUESTS.labels(method, endpoint, str(status)).inc()
+    LATENCY.labels(endpoint).observe(seconds)
+    api_request_record(
+        api_key=api_key,
+        endpoint=endpoint,
+        method=method,
+        status=status,
+        seconds=seconds,
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
 def api_metrics_flush(*, now: dt.datetime, include_current: bool = False) -> int:
     """Fold finished minutes from Redis into signal_api_metrics (upsert: a re-run is harmless)."""
     from signalsvc.ops.models import ApiMetric

@@ -1,7 +1,6 @@
-import datetime as dt
 import time
 
-from signalsvc.ops.metrics import LATENCY, REQUESTS, api_request_record
+from signalsvc.ops.metrics import request_record
 
 _NOT_RECORDED = ("/metrics", "/api/v2/health/", "/static/", "/admin/")
 
@@ -17,19 +16,13 @@ class RequestMetricsMiddleware:
         response = self.get_response(request)
         if request.path.startswith(_NOT_RECORDED):
             return response
-        seconds = time.perf_counter() - started
         match = getattr(request, "resolver_match", None)
-        endpoint = match.route if match is not None else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-        LATENCY.labels(endpoint).observe(seconds)
         auth = getattr(request, "auth", None)
-        api_key = getattr(auth, "prefix", None) or "anonymous"
-        api_request_record(
-            api_key=api_key,
-            endpoint=endpoint,
+        request_record(
             method=request.method,
+            endpoint=match.route if match is not None else "unmatched",
             status=response.status_code,
-            seconds=seconds,
-            now=dt.datetime.now(dt.UTC),
+            seconds=time.perf_counter() - started,
+            api_key=getattr(auth, "prefix", None) or "anonymous",
         )
         return response

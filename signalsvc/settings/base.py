@@ -262,6 +262,9 @@ FLOWER_URL = env.str("FLOWER_URL", default=f"http://localhost:{env.int('FLOWER_P
 API_ANONYMOUS_RATE_PER_MINUTE = env.int("API_ANONYMOUS_RATE_PER_MINUTE", default=600)
 # Each web process writes its per-minute API aggregates to Redis this often (signalsvc/ops/metrics.py).
 API_METRICS_FLUSH_SECONDS = env.float("API_METRICS_FLUSH_SECONDS", default=1.0)
+# Realtime Greeks, moneyness and indicators answered without the middleware stack and DRF when the
+# request is a plain success (signalsvc/api/fastlane.py); false: every request through Django.
+API_FAST_LANE = env.bool("API_FAST_LANE", default=True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["signalsvc.accounts.authentication.ApiKeyAuthentication"],
