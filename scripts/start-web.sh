@@ -17,14 +17,16 @@ BIN=$(dirname "$PY")
 # The REST process sits behind exactly one proxy: the client address is the last X-Forwarded-For hop.
 export API_PROXY_COUNT=${API_PROXY_COUNT:-1}
 export WEB_BIND=${WEB_BIND:-127.0.0.1:$WEB_HTTP_PORT}
+# The app is loaded in server workers: each warms up before serving and leaves when its master dies,
+# even by SIGKILL (signalsvc/wsgi.py).
+export WEB_SERVER_WORKER=1
+export WEB_SERVER_MASTER_PID=$$  # exec keeps the pid: the server's master
 case "${WEB_SERVER:-granian}" in
 granian)
     # Several worker processes: Prometheus samples go to files that /metrics sums; empty at start.
     export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-${TMPDIR:-/tmp}/signal-metrics-web-${WEB_BIND##*:}}
     rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
     workers=$("$PY" -m signalsvc.core.processes WEB_WORKERS WEB_WORKERS_PER_CORE 2)
-    # Workers leave when the master dies, even by SIGKILL (signalsvc/wsgi.py).
-    export WEB_WORKER_EXIT_WITH_MASTER=1
     # One blocking thread per worker: Django's views run one at a time per process and in parallel
     # across processes, as in gunicorn's sync workers, while granian parses HTTP in Rust and keeps
     # nginx's upstream connections alive (a sync worker closes every one). A worker that dies is

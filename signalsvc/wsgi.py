@@ -2,6 +2,7 @@
 handler behind the fast lane of the hottest reads (signalsvc/api/fastlane.py)."""
 
 import ctypes
+import io
 import os
 import signal
 import sys
@@ -15,19 +16,41 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
 def _exit_with_master() -> None:
     """Ask Linux to SIGTERM this server worker when its master dies. A granian worker outlives a
     master killed with SIGKILL and goes on serving the port with nobody to stop or replace it; with
-    this it finishes its request and leaves, and the restarted master starts fresh workers. Only in
-    a server's worker (scripts/start-web.sh sets WEB_WORKER_EXIT_WITH_MASTER): PR_SET_PDEATHSIG
-    follows the forking thread, which is the master's main thread there."""
-    if sys.platform != "linux" or os.environ.get("WEB_WORKER_EXIT_WITH_MASTER") != "1":
+    this it finishes its request and leaves, and the restarted master starts fresh workers.
+    PR_SET_PDEATHSIG follows the forking thread, which is the master's main thread in the servers
+    scripts/start-web.sh runs."""
+    if sys.platform != "linux":
         return
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() == 1:  # the master died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    if str(os.getppid()) != os.environ.get("WEB_SERVER_MASTER_PID", str(os.getppid())):
+        os.kill(os.getpid(), signal.SIGTERM)  # the master died before the request took effect
 
 
-_exit_with_master()
+def _warm(app) -> None:
+    """Answer one liveness request before the server hands this worker any: the first request of a
+    process imports every view through the URLconf (~0.6 s of CPU, seconds when all the workers of a
+    fresh server do it at once under load), which clients would otherwise wait for."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/api/v2/health/live",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "localhost",
+        "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+    }
+    b"".join(app(environ, lambda status, headers, exc_info=None: None))
+
+
 application = get_wsgi_application()
+if os.environ.get("WEB_SERVER_WORKER") == "1":  # loaded by a REST server's worker (scripts/start-web.sh)
+    _exit_with_master()
+    _warm(application)
 
 if settings.API_FAST_LANE:
     from signalsvc.api.fastlane import FastLane
