@@ -36,10 +36,11 @@ from moneyness.schemas import (
     SmileSerializer,
     SummarySerializer,
 )
+from moneyness.services import realtime_version_key
 from signalsvc.api.batch import batch_items, batch_results, echoed
 from signalsvc.api.errors import ApiError
 from signalsvc.api.renderers import json_bytes
-from signalsvc.api.response_cache import response_identity, versioned
+from signalsvc.api.response_cache import chain_version_key, response_identity, versioned
 from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import InvalidKey
 from signalsvc.instruments.selectors import UnknownInstrument
@@ -194,9 +195,10 @@ class RealtimeLevelGreeksApi(APIView):
     def get(self, request, underlying: str, level: str):
         return HttpResponse(self.fast_get(request.query_params, underlying, level), content_type=JSON)
 
-    @staticmethod
-    def fast_get(q, underlying: str, level: str) -> bytes:
-        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
+    @classmethod
+    def fast_get(cls, q, underlying: str, level: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py), computed once per
+        snapshot (cached under its version)."""
         parsed = level_from(level)
         expiry = expiry_from(q)
         include = q.get("include")
@@ -208,11 +210,23 @@ class RealtimeLevelGreeksApi(APIView):
             )
         with api_errors():
             ref = selectors.underlying_get(underlying)
-            return json_bytes(
-                selectors.level_greeks_realtime(
-                    underlying=ref, level=parsed, expiry=expiry, include_instruments=include == "instruments"
+
+        def compute() -> bytes:
+            with api_errors():
+                return json_bytes(
+                    selectors.level_greeks_realtime(
+                        underlying=ref,
+                        level=parsed,
+                        expiry=expiry,
+                        include_instruments=include == "instruments",
+                    )
                 )
-            )
+
+        return versioned(
+            response_identity(cls, {"underlying": underlying, "level": level}, q),
+            version_key=realtime_version_key(ref.key),
+            compute=compute,
+        )
 
 
 class RealtimeAtmIvApi(APIView):
@@ -238,9 +252,10 @@ class RealtimeAtmIvApi(APIView):
     def get(self, request, underlying: str):
         return HttpResponse(self.fast_get(request.query_params, underlying), content_type=JSON)
 
-    @staticmethod
-    def fast_get(q, underlying: str) -> bytes:
-        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py)."""
+    @classmethod
+    def fast_get(cls, q, underlying: str) -> bytes:
+        """The body (this view's, and the fast lane's: signalsvc/api/fastlane.py), computed once per
+        snapshot (cached under its version)."""
         tenor = tenor_from(q.get("tenor"))
         expiry = expiry_from(q)
         if tenor is not None and expiry is not None:
@@ -249,9 +264,18 @@ class RealtimeAtmIvApi(APIView):
             )
         with api_errors():
             ref = selectors.underlying_get(underlying)
-            if tenor is not None:
-                return json_bytes(selectors.atm_iv_tenor_realtime(underlying=ref, tenor_days=tenor))
-            return json_bytes(selectors.atm_iv_realtime(underlying=ref, expiry=expiry))
+
+        def compute() -> bytes:
+            with api_errors():
+                if tenor is not None:
+                    return json_bytes(selectors.atm_iv_tenor_realtime(underlying=ref, tenor_days=tenor))
+                return json_bytes(selectors.atm_iv_realtime(underlying=ref, expiry=expiry))
+
+        return versioned(
+            response_identity(cls, {"underlying": underlying}, q),
+            version_key=realtime_version_key(ref.key),
+            compute=compute,
+        )
 
 
 class RealtimeOtmDeltaApi(APIView):
@@ -453,7 +477,7 @@ class HistoricalLevelGreeksApi(APIView):
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
         return versioned(
             response_identity(cls, {"underlying": underlying, "level": level}, q),
-            underlying_key=ref.key,
+            version_key=chain_version_key(ref.key),
             compute=compute,
         )
 
@@ -533,7 +557,9 @@ class HistoricalAtmIvApi(APIView):
 
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
         return versioned(
-            response_identity(cls, {"underlying": underlying}, q), underlying_key=ref.key, compute=compute
+            response_identity(cls, {"underlying": underlying}, q),
+            version_key=chain_version_key(ref.key),
+            compute=compute,
         )
 
 

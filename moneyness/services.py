@@ -431,6 +431,12 @@ def chain_key(underlying_key: str) -> str:
     return CHAIN_KEY_PREFIX + underlying_key
 
 
+def realtime_version_key(underlying_key: str) -> str:
+    """The version of an underlying's moneyness snapshot, replaced with each snapshot (in the same
+    atomic write): realtime moneyness responses are cached under it (signalsvc.api.response_cache)."""
+    return "mny:ver:" + underlying_key
+
+
 def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Redis) -> bool:
     """Store the latest snapshots and analytics of the underlying in one Redis hash, atomically and
     only when newer than what is there, and publish one update on ``signal:moneyness:<underlying>``.
@@ -451,4 +457,6 @@ def moneyness_latest_publish(*, analytics: MoneynessAnalytics, client: redis.Red
         fields=fields,
         channel=UPDATES_CHANNEL_PREFIX + a.underlying_key,
         message=payload,
+        # Realtime moneyness responses computed from the previous snapshot are stale now.
+        version_key=realtime_version_key(a.underlying_key),
     )

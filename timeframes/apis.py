@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from signalsvc.api.batch import batch_items, batch_results, echoed, item_error
 from signalsvc.api.errors import ApiError
 from signalsvc.api.params import parse_range
-from signalsvc.api.response_cache import response_identity, versioned
+from signalsvc.api.response_cache import chain_version_key, response_identity, versioned
 from signalsvc.api.schemas import COMMON_ERRORS, RETRY_AFTER, error_responses, items_batch_errors
 from signalsvc.core.keys import OPTIONS, SPOT, InvalidKey, parse_key
 from signalsvc.instruments.models import Instrument
@@ -275,7 +275,7 @@ class HistoricalGreeksApi(APIView):
         # Written only by the chain computation: cached per chain version (signalsvc.api.response_cache).
         return versioned(
             response_identity(cls, {"key": key}, q),
-            underlying_key=underlying,
+            version_key=chain_version_key(underlying),
             compute=lambda: cls._series(instrument, timeframe, agg, expiry, start, end),
         )
 

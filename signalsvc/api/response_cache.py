@@ -44,10 +44,10 @@ def response_identity(view: type, kwargs: dict, query) -> str:
     return f"{view.__qualname__}|{sorted(kwargs.items())}|{query.urlencode()}"
 
 
-def versioned(identity: str, *, underlying_key: str, compute: Callable[[], bytes]) -> bytes:
-    """``compute()``'s body, from the cache when it was stored under the current chain version."""
+def versioned(identity: str, *, version_key: str, compute: Callable[[], bytes]) -> bytes:
+    """``compute()``'s body, from the cache when it was stored under the current version of its data
+    (``chain_version_key``: an underlying's stored rows; the moneyness snapshot's, for realtime)."""
     entry_key = ENTRY_PREFIX + hashlib.sha1(identity.encode()).hexdigest()
-    version_key = chain_version_key(underlying_key)
     client = _client()
     try:
         version, entry = client.mget(version_key, entry_key)

@@ -63,8 +63,40 @@ def test_served_from_the_cache_until_the_next_chain(api, demo_market, redis_clie
 
 
 def test_errors_are_not_cached(api, option_key):
-    bad = {**RANGE, "timeframe": "7x"}
-    assert api.get(f"/api/v2/signals/historical/greeks/{option_key}", bad).status_code == 400
     from signalsvc.redis_clients import redis_client
 
-    assert redis_client(decode_responses=False).keys("resp:*") == []
+    before = set(redis_client(decode_responses=False).keys("resp:*"))  # the fixture's realtime read
+    bad = {**RANGE, "timeframe": "7x"}
+    assert api.get(f"/api/v2/signals/historical/greeks/{option_key}", bad).status_code == 400
+    assert api.get("/api/v2/signals/realtime/moneyness/NIFTY/greeks/XYZ").status_code == 400
+    assert set(redis_client(decode_responses=False).keys("resp:*")) == before
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v2/signals/realtime/moneyness/NIFTY/greeks/ATM",
+        "/api/v2/signals/realtime/moneyness/NIFTY/greeks/OTM2?include=instruments",
+        "/api/v2/signals/realtime/moneyness/NIFTY/atm-iv",
+        "/api/v2/signals/realtime/moneyness/NIFTY/atm-iv?tenor=30d",
+    ],
+)
+def test_realtime_moneyness_is_computed_once_per_snapshot(api, demo_market, redis_client, monkeypatch, path):
+    from moneyness import selectors
+
+    chain_compute(underlying_key=NIFTY, client=redis_client)
+    first = api.get(path)
+    assert first.status_code == 200
+
+    def not_again(**_):
+        raise AssertionError("computed again from an unchanged snapshot")
+
+    for name in ("level_greeks_realtime", "atm_iv_realtime", "atm_iv_tenor_realtime"):
+        monkeypatch.setattr(selectors, name, not_again)
+    second = api.get(path)
+    assert (second.status_code, second.content) == (200, first.content)
+
+    monkeypatch.undo()
+    _next_minute(demo_market, redis_client, 1)  # a new snapshot: a new version
+    third = api.get(path)
+    assert third.status_code == 200 and third.content != first.content
