@@ -17,10 +17,8 @@ BIN=$(dirname "$PY")
 # The REST process sits behind exactly one proxy: the client address is the last X-Forwarded-For hop.
 export API_PROXY_COUNT=${API_PROXY_COUNT:-1}
 export WEB_BIND=${WEB_BIND:-127.0.0.1:$WEB_HTTP_PORT}
-# The app is loaded in server workers: each warms up before serving and leaves when its master dies,
-# even by SIGKILL (signalsvc/wsgi.py).
+# The app is loaded in server workers: each warms up before serving (signalsvc/wsgi.py).
 export WEB_SERVER_WORKER=1
-export WEB_SERVER_MASTER_PID=$$  # exec keeps the pid: the server's master
 case "${WEB_SERVER:-granian}" in
 granian)
     # Several worker processes: Prometheus samples go to files that /metrics sums; empty at start.

@@ -1,30 +1,14 @@
 """The WSGI application of the REST server (granian, or gunicorn: scripts/start-web.sh): Django's
 handler behind the fast lane of the hottest reads (signalsvc/api/fastlane.py)."""
 
-import ctypes
 import io
 import os
-import signal
 import sys
 
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
-
-
-def _exit_with_master() -> None:
-    """Ask Linux to SIGTERM this server worker when its master dies. A granian worker outlives a
-    master killed with SIGKILL and goes on serving the port with nobody to stop or replace it; with
-    this it finishes its request and leaves, and the restarted master starts fresh workers.
-    PR_SET_PDEATHSIG follows the forking thread, which is the master's main thread in the servers
-    scripts/start-web.sh runs."""
-    if sys.platform != "linux":
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if str(os.getppid()) != os.environ.get("WEB_SERVER_MASTER_PID", str(os.getppid())):
-        os.kill(os.getpid(), signal.SIGTERM)  # the master died before the request took effect
 
 
 def _warm(app) -> None:
@@ -48,11 +32,10 @@ def _warm(app) -> None:
 
 
 application = get_wsgi_application()
-if os.environ.get("WEB_SERVER_WORKER") == "1":  # loaded by a REST server's worker (scripts/start-web.sh)
-    _exit_with_master()
-    _warm(application)
-
 if settings.API_FAST_LANE:
     from signalsvc.api.fastlane import FastLane
 
     application = FastLane(application)
+
+if os.environ.get("WEB_SERVER_WORKER") == "1":  # loaded by a REST server's worker (scripts/start-web.sh)
+    _warm(application)
