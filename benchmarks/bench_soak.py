@@ -27,7 +27,7 @@ Load, from a second process (``python -m benchmarks.bench_soak --load``, this in
 
 Sampled every 10 s: the RSS, anonymous RSS (``RssAnon``) and USS (where readable) of every
 process, summed by role: ``web``
-(gunicorn master + workers), ``ws`` (uvicorn + its workers), ``worker``, ``beat``, ``ingest``,
+(the REST server: granian master + workers), ``ws`` (uvicorn + its workers), ``worker``, ``beat``, ``ingest``,
 ``simulator``, ``flower``, ``nginx``, ``honcho`` (honcho and its shells), ``pg`` (the bench
 database's backends whose client is one of the topology's processes: other runs may share the
 database), ``redis`` (the soak's own server; also its ``used_memory`` from INFO, its key
@@ -55,7 +55,7 @@ go to ``.run/soak/<UTC timestamp>.csv``, one row per process to ``-procs.csv`` (
 worker levels off, not only their sum) and the per-minute load to ``-load.csv``.
 
 ``BENCH_SOAK_TRACE=DIR`` (a diagnosis, not a soak) puts ``benchmarks/soak_trace`` on the
-topology's PYTHONPATH: every gunicorn worker logs glibc's ``mallinfo2`` and one also writes
+topology's PYTHONPATH: every REST (granian or gunicorn) worker logs glibc's ``mallinfo2`` and one also writes
 tracemalloc snapshots and gc type counts to DIR (see its sitecustomize.py).
 
 Skipped like ``bench_serving`` (wrk, nginx or ``make run``'s virtualenv missing).
@@ -286,7 +286,7 @@ def _env(**values: str):
 
 @contextlib.contextmanager
 def _traced():
-    """With ``BENCH_SOAK_TRACE=DIR``: the first gunicorn worker of the topology runs tracemalloc and
+    """With ``BENCH_SOAK_TRACE=DIR``: the first REST worker of the topology runs tracemalloc and
     writes a snapshot and gc type counts to DIR every ``BENCH_SOAK_TRACE_EVERY`` seconds
     (``benchmarks/soak_trace/sitecustomize.py``). A diagnosis, not a soak: tracing costs memory."""
     folder = os.environ.get("BENCH_SOAK_TRACE")
@@ -357,7 +357,7 @@ def _breakdown_note(before: dict, after: dict, top: int = 6) -> str:
 # First match in a process's own command line, then its ancestors' (up to honcho), names the role.
 _ROLES = (
     ("nginx", ("nginx",)),
-    ("web", ("gunicorn", "start-web")),
+    ("web", ("granian", "gunicorn", "start-web")),
     ("ws", ("uvicorn", "start-ws")),
     ("flower", (" flower",)),
     ("beat", (" beat ",)),

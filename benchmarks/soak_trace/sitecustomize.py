@@ -2,7 +2,7 @@
 PYTHONPATH of the topology's processes only then. Every ``BENCH_SOAK_TRACE_EVERY`` seconds
 (default 60):
 
-* every gunicorn worker appends glibc's ``mallinfo2()`` to ``DIR/malloc-<pid>.csv``: the heap's
+* every REST (granian or gunicorn) worker appends glibc's ``mallinfo2()`` to ``DIR/malloc-<pid>.csv``: the heap's
   bytes in use (``uordblks``) and free (``fordblks``), ``mmap``-ed blocks (``hblkhd``), and its
   anonymous RSS. In-use bytes flat while RSS rises = the allocator keeping freed memory, not a leak;
 * the first worker forked, when ``BENCH_SOAK_TRACE_FRAMES`` (default 8) is not 0, also runs
@@ -27,7 +27,7 @@ def _anon_kb() -> int:
 def _worker_forked() -> None:
     import sys
 
-    if "gunicorn" not in sys.argv[0]:
+    if not any(server in sys.argv[0] for server in ("granian", "gunicorn")):
         return
     import ctypes
     import threading
