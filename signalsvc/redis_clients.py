@@ -8,10 +8,11 @@ pools notice a fork and reconnect in the child.
 from __future__ import annotations
 
 import secrets
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import redis
 from django.conf import settings
+from redis.commands.core import Script
 
 
 @lru_cache(maxsize=32)
@@ -28,6 +29,14 @@ def redis_client(*, decode_responses: bool = True, socket_timeout: float = 5.0) 
 def client_for_url(url: str, *, decode_responses: bool = False, socket_timeout: float = 5.0) -> redis.Redis:
     """A shared client of another Redis URL (the Celery broker's, when it is not REDIS_URL)."""
     return _client(url, decode_responses, socket_timeout)
+
+
+@cache
+def lua(script: str) -> Script:
+    """A Lua script, hashed once per process (``client.register_script`` hashes it on every call, on
+    every request for the rate limit); run it with ``lua(TEXT)(keys=..., args=..., client=...)``:
+    EVALSHA, and the text again after a Redis restart. The client given here only encodes."""
+    return Script(redis.Redis(), script)
 
 
 # Data versions: random tokens in Redis that a writer replaces after each change. A cached value
@@ -84,4 +93,4 @@ def hash_replace_if_newer(
     loaded once per server (redis-py resends the text after a restart)."""
     keys = [key] if version_key is None else [key, version_key]
     args = [source_us, ttl, channel, message, version_new(), *fields]
-    return bool(client.register_script(_HASH_REPLACE_IF_NEWER)(keys=keys, args=args))
+    return bool(lua(_HASH_REPLACE_IF_NEWER)(keys=keys, args=args, client=client))

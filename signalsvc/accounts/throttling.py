@@ -21,7 +21,7 @@ import redis
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from signalsvc.redis_clients import redis_client
+from signalsvc.redis_clients import lua, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def rate_limit_hit(
 ) -> float | None:
     """Count one request of ``ident`` if fewer than ``limit`` were allowed in the last ``window_us``
     microseconds: None when allowed, else the seconds until one would be. Raises redis.RedisError."""
-    allowed, wait_us = client.register_script(_HIT)(keys=[KEY_PREFIX + ident], args=[limit, window_us])
+    allowed, wait_us = lua(_HIT)(keys=[KEY_PREFIX + ident], args=[limit, window_us], client=client)
     return None if allowed else wait_us / 1e6
 
 
