@@ -17,6 +17,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -435,6 +436,34 @@ def test_web_worker_and_master_sigkill_rest_answers_again(topology, rds, pg):
     )
 
 
+@dataclass
+class Outage:
+    down_at: float  # just before the stop
+    up_at: float  # just after the start
+    ready_again: float  # seconds from the start to readiness 200
+    during: list[int | None]  # readiness samples taken while it was down
+
+
+def _outage(topology, *, stop, start, seconds: float, before_start=lambda: None) -> Outage:
+    """Stop a dependency for ``seconds`` while readiness is sampled (``before_start`` runs at the end
+    of the outage), start it again and wait for readiness 200. Every sample taken while it was down
+    must be 503."""
+    with ReadySampler(topology) as ready:
+        down_at = time.time()
+        stop()
+        stopped = time.time()
+        time.sleep(seconds)
+        before_start()
+        up_begin = time.time()
+        start()
+        up_at = time.time()
+        wait_for("readiness 200 after the restart", lambda: topology.ready_status() == 200, 60)
+        ready_again = time.time() - up_at
+    during = _outage_window_samples(ready, stopped, up_begin)
+    assert during and set(during) == {503}, Counter(during)
+    return Outage(down_at, up_at, ready_again, during)
+
+
 def _outage_window_samples(ready: ReadySampler, down_at: float, up_at: float) -> list[int | None]:
     # Half a second of margin at each end: a request in flight at the edge may see either state.
     return ready.between(down_at + 0.5, up_at - 0.5)
@@ -463,19 +492,16 @@ def test_postgres_outage_readiness_and_recovery(topology, rds, pg, private_pg):
     from 3 s after the restart all succeed, and their minutes have rows."""
     starts = {n: p.starts for n, p in topology.procs.items()}
     assert topology.ready_status() == 200
-    with ReadySampler(topology) as ready:
-        down_at = time.time()
-        private_pg.stop("fast")
-        stopped = time.time()
-        time.sleep(12)  # the outage
-        published_down = last_position(rds)
-        up_begin = time.time()
-        private_pg.start()
-        up_at = time.time()
-        wait_for("readiness 200 after the restart", lambda: topology.ready_status() == 200, 60)
-        ready_again = time.time() - up_at
-    during = _outage_window_samples(ready, stopped, up_begin)
-    assert during and set(during) == {503}, Counter(during)
+    end_of_outage: list[int] = []
+    outage = _outage(
+        topology,
+        stop=lambda: private_pg.stop("fast"),
+        start=private_pg.start,
+        seconds=12,
+        before_start=lambda: end_of_outage.append(last_position(rds)),
+    )
+    down_at, up_at, ready_again, during = outage.down_at, outage.up_at, outage.ready_again, outage.during
+    (published_down,) = end_of_outage
     pg.reset()
     waited, report = bars_caught_up(topology, rds, pg, past=published_down, timeout=60)
     first = _chain_succeeds_after(topology, up_at, 60)
@@ -539,19 +565,10 @@ def test_redis_outage_no_acknowledged_tick_lost_and_websocket_resumes(topology, 
         wait_for("WebSocket updates before the outage", lambda: len(client.data_after(0)) >= 2, 30,
                  detail=lambda: client.types()[:10])  # fmt: skip
         assert topology.ready_status() == 200
-        with ReadySampler(topology) as ready:
-            rds.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
-            acked = [entry_id for entry_id, _ in rds.xrange("md:ticks")]
-            down_at = time.time()
-            private_redis.shutdown()
-            time.sleep(10)  # the outage
-            up_begin = time.time()
-            private_redis.start()
-            up_at = time.time()
-            wait_for("readiness 200 after the restart", lambda: topology.ready_status() == 200, 60)
-            ready_again = time.time() - up_at
-        during = _outage_window_samples(ready, down_at, up_begin)
-        assert during and set(during) == {503}, Counter(during)
+        rds.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+        acked = [entry_id for entry_id, _ in rds.xrange("md:ticks")]
+        outage = _outage(topology, stop=private_redis.shutdown, start=private_redis.start, seconds=10)
+        down_at, up_at, ready_again, during = outage.down_at, outage.up_at, outage.ready_again, outage.during
         kept = [entry_id for entry_id, _ in rds.xrange("md:ticks", max=acked[-1])]
         assert kept == acked, f"{len(set(acked) - set(kept))} acknowledged ticks lost"
         wait_for("the simulator publishing again", lambda: last_position(rds) > position(acked[-1]), 30,

@@ -7,8 +7,6 @@ two answered is observed by counting the calls that reach Django."""
 from __future__ import annotations
 
 import datetime as dt
-import io
-import sys
 import urllib.parse
 
 import orjson
@@ -23,6 +21,7 @@ from signalsvc.accounts.throttling import KEY_PREFIX
 from signalsvc.api.fastlane import FastLane
 from signalsvc.ops.metrics import api_metrics_flush
 from signalsvc.ops.models import ApiMetric
+from signalsvc.wsgi import local_environ
 from tests.conftest import DEMO_START
 
 pytestmark = pytest.mark.django_db
@@ -50,21 +49,7 @@ def call(app, path: str, headers: dict[str, str] | None = None, body: bytes | No
     """(status code, {lower-cased header: value}, body) of a GET, or a POST of ``body``, through
     ``app``."""
     path, _, query = path.partition("?")
-    environ = {
-        "REQUEST_METHOD": "GET" if body is None else "POST",
-        "PATH_INFO": urllib.parse.unquote(path),
-        "QUERY_STRING": query,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "HTTP_HOST": "localhost",
-        "REMOTE_ADDR": "127.0.0.1",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body or b""),
-        "wsgi.errors": sys.stderr,
-    }
-    if body is not None:
-        environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(body)))
+    environ = local_environ(urllib.parse.unquote(path), query=query, body=body)
     for name, value in (headers or {}).items():
         if name in ("Content-Type", "Content-Length"):
             environ[name.upper().replace("-", "_")] = value
