@@ -8,6 +8,8 @@ import sys
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
+from signalsvc.core.processes import freeze_startup_objects
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "signalsvc.settings")
 
 
@@ -47,3 +49,4 @@ if settings.API_FAST_LANE:
 
 if os.environ.get("WEB_SERVER_WORKER") == "1":  # loaded by a REST server's worker (scripts/start-web.sh)
     _warm(application)
+    freeze_startup_objects()  # every view is imported now: what is alive stays for the process's life

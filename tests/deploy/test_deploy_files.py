@@ -139,7 +139,7 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
             "celery -A signalsvc beat -l info --scheduler django_celery_beat.schedulers:DatabaseScheduler",
         ),
         ("ingest", "python manage.py ingest_market_data"),
-        ("flower", "celery -A signalsvc flower --port=5555 --max_tasks=10000"),
+        ("flower", "python -m signalsvc.ops.flower --port=5555 --max_tasks=10000"),
         ("autoscaler", "python manage.py autoscale_workers"),
         ("migrate", "sh -c python manage.py migrate --noinput && python manage.py ensure_partitions"),
     ],

@@ -77,7 +77,7 @@ def flower(tmp_path: Path) -> Any:
     port = free_port()
     log = open(tmp_path / "flower.log", "w+")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [str(ROOT / ".venv/bin/celery"), "-A", "signalsvc", "flower", f"--port={port}", "--address=127.0.0.1"],
+        [str(ROOT / ".venv/bin/python"), "-m", "signalsvc.ops.flower", f"--port={port}", "--address=127.0.0.1"],
         cwd=ROOT, env=subprocess_env(FLOWER_BASIC_AUTH="ops:flower-secret-7d2e"), stdout=log,
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
