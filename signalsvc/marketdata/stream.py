@@ -7,8 +7,9 @@ instrument's previous tick), ``oi``, ``bid``, ``ask`` (the last three optional).
 Delivery guarantee: an entry is acknowledged only after the bars it touches are committed to
 PostgreSQL (and, if it is unusable, after it was copied to the dead-letter stream with the
 reason). A consumer that dies leaves its entries pending; the next consumer — the same one
-restarted, or another after ``MARKET_DATA_CLAIM_IDLE_MS`` — processes them again, and the bar's
-stream-position guard (services.ticks_merge) makes the replay exact.
+restarted, or another after ``MARKET_DATA_CLAIM_IDLE_MS`` — processes them again before reading
+anything newer, and the bar's stream-position guard (services.ticks_merge) makes the replay exact.
+One consumer at a time: ticks must be merged in stream order (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -174,11 +175,15 @@ class StreamConsumer:
         # bar's position guard skip them. Inside the loop's error handling, so that an outage that
         # outlasts the first retry is waited out, not a crash.
         redrain = True
+        inherited = True
         while not self.stopping:
             try:
                 if redrain:
                     self.drain_own_pending()
                     redrain = False
+                if inherited:
+                    self.wait_for_inherited_pending()
+                    inherited = False
                 if time.monotonic() - self._last_claim > max(self.claim_idle_ms / 2000, 1):
                     self.claim_dead_consumers()
                 # Wake in time to announce coalesced bar changes (at most one a second each) and
@@ -213,6 +218,35 @@ class StreamConsumer:
                 break
             total += self.process(entries)
         return total
+
+    def wait_for_inherited_pending(self) -> int:
+        """Before reading anything new, see every entry that another consumer held unacknowledged
+        when this one started processed: acknowledged by its owner, or claimed here once idle for
+        MARKET_DATA_CLAIM_IDLE_MS. Entries are merged in stream order, and a bar's position guard
+        skips a tick older than one already merged, so a consumer under a new name (a pod
+        rescheduled under a new host name) that read newer ticks first would lose its dead
+        predecessor's. Costs up to the idle limit, only when such entries exist; entries delivered
+        to live consumers after this one started are not waited for. Returns the entries claimed."""
+        summary = self.client.xpending(self.stream, self.group)
+        if not summary or not summary.get("pending"):
+            return 0
+        newest_inherited = summary["max"]
+        claimed = 0
+        logged = False
+        while not self.stopping:
+            claimed += self.claim_dead_consumers()
+            left = self.client.xpending_range(self.stream, self.group, min="-", max=newest_inherited, count=1)
+            if not left:
+                break
+            if not logged:
+                log.info(
+                    "ingest %s: waiting for entries left pending by %s before reading new ones",
+                    self.name,
+                    left[0]["consumer"],
+                )
+                logged = True
+            time.sleep(min(1.0, self.claim_idle_ms / 4000))
+        return claimed
 
     def read_new(self, *, block_ms: int) -> int:
         reply = self.client.xreadgroup(

@@ -777,8 +777,9 @@ def test_the_worker_joins_the_farm_on_the_general_queues():
     )
 
 
-def test_beat_is_a_single_replica_that_is_never_doubled():
-    spec = objects()[("Deployment", "beat")]["spec"]
+@pytest.mark.parametrize("name", ["beat", "ingest"])
+def test_beat_and_ingest_are_single_replicas_that_are_never_doubled(name):
+    spec = objects()[("Deployment", name)]["spec"]
     assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
 
 
