@@ -38,6 +38,8 @@ def acked_frontier(client: redis.Redis) -> int:
     if group["pending"] == 0:
         return last
     oldest = client.xpending(STREAM, GROUP)["min"]
+    if oldest is None:  # acknowledged between the two calls
+        return last
     return min(last, position(oldest) - 1)
 
 
