@@ -12,7 +12,8 @@ should the environment set them). The machine's Redis on 6379 is shared with oth
 memory said nothing about the service's; it is not touched.
 
 Load, from a second process (``python -m benchmarks.bench_soak --load``, this interpreter), for
-``BENCH_SOAK_SECONDS`` (default 600):
+``BENCH_SOAK_WARMUP_SECONDS`` (default 300, the warm-up) then ``BENCH_SOAK_SECONDS`` (default 600,
+the soak proper), without a pause between them:
 
 * REST at a fixed rate, ``BENCH_SOAK_RATE`` requests/s (default 40), through nginx's public port:
   4 threads, one keep-alive connection each, open loop (request k of a thread is due at
@@ -38,19 +39,23 @@ are read when the load starts and when it ends; the prefixes that grew most are 
 
 Verdict per role ("no growth trend"): the least-squares slope of the role's anonymous RSS (the
 heap: not mapped files nor shared memory, which PostgreSQL backends' RSS gains as they touch shared
-buffers) over the second half of the soak (the first half is warm-up: caches, connection pools,
-pymalloc arenas). "growth" when the slope is over ``SLOPE_LIMIT_MB_H`` MB/hour *and* the fitted
-rise over that half is more than max(1 MB, 1 % of the anonymous RSS of one of the role's
+buffers) over the whole soak proper, every sample after the warm-up. The warm-up is sampled and
+kept but not judged: in it the caches and connection pools fill, Flower's task cap fills, and a
+Python process's RSS climbs towards the arenas it already holds as its allocator touches their
+pages for the first time. "growth" when the slope is over ``SLOPE_LIMIT_MB_H`` MB/hour *and* the
+fitted rise over the soak is more than max(1 MB, 1 % of the anonymous RSS of one of the role's
 processes); otherwise "flat". A role whose process set changed (a restart, a recycled worker, a
 new database connection) says so. Redis is judged on ``used_memory`` as well as RSS, and
 separately without the market-data stream: the simulator trims that stream at ``STREAM_MAXLEN``
 (1,000,000 entries, ~115 MB, about half an hour of the demo's ticks), so through a soak of minutes
 it only fills ("filling to its cap"); Redis's RSS and ``used_memory`` rows then count as that fill
 when Redis without the stream is flat, which the overall row says. Flower runs with
-``--max_tasks`` = ``BENCH_SOAK_FLOWER_MAX_TASKS`` (default 500, full within the first half at the
-demo's ~2 tasks/s; the Procfile's 10,000 would take ~90 min), so that the second half shows whether
-its cap holds; its row has the tasks it saw. Each path is requested once before the load and timed
-(the soak's Redis starts empty: cold caches), so the steady figures do not include it. The samples
+``--max_tasks`` = ``BENCH_SOAK_FLOWER_MAX_TASKS`` (default 500, full within the warm-up at the
+demo's ~2 tasks/s; the Procfile's 10,000 would take ~90 min), so that the soak shows whether its
+cap holds; its row has the tasks it saw. Each path is requested once before the load and timed
+(the soak's Redis starts empty: cold caches), so the steady figures do not include it; then 8
+times from each of 16 connections at once, so that nginx spreads upstream connections over every
+REST worker and each has served every path before the warm-up starts. The samples
 go to ``.run/soak/<UTC timestamp>.csv``, one row per process to ``-procs.csv`` (whether each
 worker levels off, not only their sum) and the per-minute load to ``-load.csv``.
 
@@ -86,13 +91,16 @@ from benchmarks import bench_serving as serving
 from benchmarks.common import Result, load_note
 
 SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", "600"))
+# The same load runs this long before the judged soak: the processes' caches, connection pools and
+# allocators settle, and Flower's task cap fills (see FLOWER_MAX_TASKS). Sampled and kept, not judged.
+WARMUP_SECONDS = int(os.environ.get("BENCH_SOAK_WARMUP_SECONDS", "300"))
 RATE = float(os.environ.get("BENCH_SOAK_RATE", "40"))
 THREADS = 4
 SAMPLE_EVERY_S = 10.0
 SLOPE_LIMIT_MB_H = 20.0
 # Flower keeps the events of its last --max_tasks tasks (the Procfile's default: 10,000). The demo
 # farm runs ~2 tasks/s, so 10,000 take ~90 min to fill: a soak of minutes would only see the fill.
-# With 500 (full after ~4 min, in the first half) the second half shows whether the cap holds.
+# With 500 (full after ~4 min, in the warm-up) the soak shows whether the cap holds.
 FLOWER_MAX_TASKS = int(os.environ.get("BENCH_SOAK_FLOWER_MAX_TASKS", "500"))
 _BENCH = "soak"
 _PATHS = (
@@ -359,7 +367,7 @@ _ROLES = (
     ("nginx", ("nginx",)),
     ("web", ("granian", "gunicorn", "start-web")),
     ("ws", ("uvicorn", "start-ws")),
-    ("flower", (" flower",)),
+    ("flower", (" flower", "signalsvc.ops.flower")),
     ("beat", (" beat ",)),
     ("ingest", ("ingest_market_data",)),
     ("simulator", ("simulate_market",)),
@@ -462,7 +470,7 @@ def _flower_tasks(honcho: int) -> tuple[int, int] | None:
     found = [
         (re.search(r"--port=(\d+)", line), re.search(r"--max_tasks=(\d+)", line))
         for line in lines
-        if " flower " in f" {line} "
+        if " flower " in f" {line} " or "signalsvc.ops.flower" in line
     ]
     found = [(port.group(1), cap.group(1)) for port, cap in found if port and cap]
     if not found:
@@ -510,12 +518,13 @@ def _slope(points: list[tuple[float, float]]) -> float:
 
 
 def _trend(series: list[tuple[float, float]]) -> tuple[float, float, list[tuple[float, float]]]:
-    """(slope MB/hour, fitted rise MB, the points judged) over the second half of ``series``."""
-    half = [p for p in series if p[0] >= series[-1][0] / 2]
-    if len(half) < 3:
-        half = series[len(series) // 2 :]
-    slope = _slope(half)
-    return slope * 3600, slope * (half[-1][0] - half[0][0]), half
+    """(slope MB/hour, fitted rise MB, the points judged) over the soak proper: the samples from
+    the end of the warm-up on (the second half, should the run be too short for that)."""
+    judged = [p for p in series if p[0] >= WARMUP_SECONDS]
+    if len(judged) < 3:
+        judged = series[len(series) // 2 :]
+    slope = _slope(judged)
+    return slope * 3600, slope * (judged[-1][0] - judged[0][0]), judged
 
 
 def _memory_rows(
@@ -527,17 +536,19 @@ def _memory_rows(
         rss = [s[role]["rss"] / MB for _, s in samples if role in s]
         if len(series) < 4:
             continue
-        slope_h, rise, half = _trend(series)
+        slope_h, rise, judged = _trend(series)
         start = statistics.median(y for _, y in series[:3])
+        soak_start = statistics.median(y for _, y in judged[:3])
         end = statistics.median(y for _, y in series[-3:])
-        med = statistics.median(y for _, y in half)
+        med = statistics.median(y for _, y in judged)
         pid_sets = [frozenset(s[role]["pids"]) for _, s in samples if role in s]
         procs = statistics.median(len(p) for p in pid_sets)
         # The floor is per process: a role's sum over several processes would hide one that grows.
         growth = slope_h > SLOPE_LIMIT_MB_H and rise > max(1.0, 0.01 * med / max(1, procs))
         note = [
-            f"anon RSS start {start:.1f} MB, end {end:.1f} MB; second-half slope {slope_h:+.1f} MB/h "
-            f"(fitted rise {rise:+.2f} MB over {half[-1][0] - half[0][0]:.0f} s)",
+            f"anon RSS {start:.1f} MB at the load's start, {soak_start:.1f} after the warm-up, {end:.1f} at the "
+            f"end; soak slope {slope_h:+.1f} MB/h (fitted rise {rise:+.2f} MB over "
+            f"{judged[-1][0] - judged[0][0]:.0f} s)",
             f"RSS {statistics.median(rss[:3]):.1f} -> {statistics.median(rss[-3:]):.1f} MB",
             f"{procs:.0f} processes",
         ]
@@ -573,16 +584,19 @@ def _redis_rows(info: list[tuple[float, dict]], note: str) -> list[Result]:
         return [(t, value(r)) for t, r in info]
 
     def row(name: str, points: list[tuple[float, float]], extra: str) -> Result:
-        slope_h, rise, half = _trend(points)
-        growth = slope_h > SLOPE_LIMIT_MB_H and rise > max(1.0, 0.01 * statistics.median(y for _, y in half))
+        slope_h, rise, judged = _trend(points)
+        growth = slope_h > SLOPE_LIMIT_MB_H and rise > max(
+            1.0, 0.01 * statistics.median(y for _, y in judged)
+        )
         return Result(
             f"{_BENCH}: memory {name}",
             "growth" if growth else "flat",
             1,
             float("nan"),
-            f"start {statistics.median(y for _, y in points[:3]):.1f} MB, end "
-            f"{statistics.median(y for _, y in points[-3:]):.1f} MB; second-half slope {slope_h:+.1f} MB/h "
-            f"(fitted rise {rise:+.2f} MB over {half[-1][0] - half[0][0]:.0f} s); {extra}",
+            f"{statistics.median(y for _, y in points[:3]):.1f} MB at the load's start, "
+            f"{statistics.median(y for _, y in judged[:3]):.1f} after the warm-up, "
+            f"{statistics.median(y for _, y in points[-3:]):.1f} at the end; soak slope {slope_h:+.1f} MB/h "
+            f"(fitted rise {rise:+.2f} MB over {judged[-1][0] - judged[0][0]:.0f} s); {extra}",
         )
 
     first, last = info[0][1], info[-1][1]
@@ -610,7 +624,11 @@ def _redis_rows(info: list[tuple[float, dict]], note: str) -> list[Result]:
 
 
 def _load_rows(loaded: dict, seconds: float) -> list[Result]:
-    minutes = loaded["minutes"]
+    """The REST figures of the soak proper (the minutes after the warm-up; the warm-up's requests and
+    errors are in the note) and each WebSocket client's updates over the whole run."""
+    warmup_minutes = WARMUP_SECONDS // 60
+    warm = [m for k, m in loaded["minutes"].items() if int(k) < warmup_minutes]
+    minutes = {k: m for k, m in loaded["minutes"].items() if int(k) >= warmup_minutes}
     lat = sorted(x for m in minutes.values() for x in m["lat"])
     requests = sum(m["requests"] for m in minutes.values())
     errors = sum(m["errors"] for m in minutes.values())
@@ -632,9 +650,10 @@ def _load_rows(loaded: dict, seconds: float) -> list[Result]:
             f"{RATE:g} req/s target, 4 paths",
             requests,
             pct(lat, 0.5),
-            f"p99 {pct(lat, 0.99) * 1e3:.1f} ms; errors {errors} of {requests:,}; per minute (ms): "
-            + "; ".join(per_min),
-            rate=requests / seconds,
+            f"p99 {pct(lat, 0.99) * 1e3:.1f} ms; errors {errors} of {requests:,}; warm-up before it: "
+            f"{sum(m['errors'] for m in warm)} errors of {sum(m['requests'] for m in warm):,}; "
+            "per minute (ms): " + "; ".join(per_min),
+            rate=requests / (seconds - WARMUP_SECONDS),
         )
     ]
     for name, s in loaded["ws"].items():
@@ -704,6 +723,40 @@ def _first_requests(base: str, paths: list[str], headers: dict) -> Result:
                   "; ".join(took))  # fmt: skip
 
 
+def _every_worker_served(base: str, paths: list[str], headers: dict, connections: int = 16,
+                         rounds: int = 8) -> str:  # fmt: skip
+    """Every path ``rounds`` times from each of ``connections`` concurrent connections, before the
+    steady load. At 40 requests/s nginx needs only a few upstream connections, and a REST worker
+    that holds none serves nothing: in the 22:39 run one worker first served the heavy paths
+    in the judged window, and its one-off rise to its working set (+6 MB) read as a trend. Sixteen
+    at once make nginx open upstream connections across the workers. Returns a note."""
+    url = urllib.parse.urlsplit(base)
+    statuses: list[int | str] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        for _ in range(rounds):
+            for path in paths:
+                try:
+                    conn.request("GET", path, headers=headers)
+                    response = conn.getresponse()
+                    response.read()
+                    statuses.append(response.status)
+                except (OSError, http.client.HTTPException) as exc:
+                    statuses.append(type(exc).__name__)
+                    conn.close()
+                    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+        conn.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failed = sum(status != 200 for status in statuses)
+    return f"then {len(statuses):,} over {connections} connections at once, {failed} not 200"
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 
@@ -730,7 +783,7 @@ def _soak(raw_key: str, day, sessions, work: Path) -> list[Result]:
         spec = {
             "base": servers.new,
             "key": raw_key,
-            "seconds": SOAK_SECONDS,
+            "seconds": WARMUP_SECONDS + SOAK_SECONDS,
             "paths": [endpoints[name].path for name in _PATHS],
             "ws": [
                 {"type": "subscribe", "channel": "greeks", "instrument_key": option, "params": {}},
@@ -744,6 +797,9 @@ def _soak(raw_key: str, day, sessions, work: Path) -> list[Result]:
             ],
         }
         first = _first_requests(servers.new, spec["paths"], headers)
+        first = dataclasses.replace(
+            first, note=f"{first.note}; {_every_worker_served(servers.new, spec['paths'], headers)}"
+        )
         load = load_note()
         out_path = work / "load.json"
         with open(out_path, "wb") as out:
@@ -779,7 +835,7 @@ def _soak(raw_key: str, day, sessions, work: Path) -> list[Result]:
         finally:
             _redis_stop(redis_server)
     kept = _keep(samples, loaded, stamp)
-    rows = [first, *_load_rows(loaded, SOAK_SECONDS)]
+    rows = [first, *_load_rows(loaded, WARMUP_SECONDS + SOAK_SECONDS)]
     rows += _memory_rows(
         samples,
         f"{load} at the start, {load_end} at the end",
@@ -807,7 +863,7 @@ def _overall(rows: list[Result], n: int, kept: Path) -> Result:
         "NOT met" if growing else "met",
         n,
         float("nan"),
-        f"{SOAK_SECONDS} s, {n} samples every {SAMPLE_EVERY_S:.0f} s"
+        f"{SOAK_SECONDS} s judged after a {WARMUP_SECONDS} s warm-up, {n} samples every {SAMPLE_EVERY_S:.0f} s"
         + (f"; growing: {', '.join(growing)}" if growing else "")
         + (
             f"; {' and '.join(explained)} grow by the tick stream filling to the simulator's cap alone"
