@@ -41,10 +41,11 @@ def freeze_startup_objects() -> int:
     quarter of those that were in it then. A process that has imported Django, Celery and numpy
     holds several hundred thousand such objects, so its cycles (a request's, an event's) pile up to
     tens of thousands of objects, megabytes, for tens of minutes before one collection frees them:
-    growth in RSS with nothing leaking (Flower and the REST workers in the soak bench,
-    docs/reliability.md "Soak"). Frozen objects are neither counted nor scanned, so full
-    collections come after a few thousand new survivors instead, and each is short. The frozen
-    objects are never freed, which is what start-up objects are for."""
+    growth in RSS with nothing leaking (Flower in the soak bench, docs/reliability.md "Soak").
+    Frozen objects are neither counted nor scanned, so the quarter is of what the process made
+    since, and each full collection is short. (CPython still considers one only every 70,000 net
+    new objects: see ``collect_every`` for a process that makes them slowly.) The frozen objects are
+    never freed, which is what start-up objects are for."""
     gc.collect()  # start-up's own garbage is freed, not frozen
     gc.freeze()
     # A full collection now scans nothing, and sets what the next one waits for from what is left
