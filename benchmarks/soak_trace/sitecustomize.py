@@ -6,9 +6,12 @@ PYTHONPATH of the topology's processes only then. Every ``BENCH_SOAK_TRACE_EVERY
   bytes in use (``uordblks``) and free (``fordblks``), ``mmap``-ed blocks (``hblkhd``), and its
   anonymous RSS. In-use bytes flat while RSS rises = the allocator keeping freed memory, not a leak;
 * the first worker forked, when ``BENCH_SOAK_TRACE_FRAMES`` (default 8) is not 0, also runs
-  tracemalloc and writes ``DIR/snap-<seconds>.pickle`` (a snapshot) and ``DIR/gc-<seconds>.json``
-  (live objects by type, after a collection). Compare them with ``Snapshot.compare_to``. Tracing
-  costs memory: such a run diagnoses, it does not judge.
+  tracemalloc and writes ``DIR/snap-<seconds>.pickle`` (a snapshot, taken *before* any collection)
+  and ``DIR/gc-<seconds>.json`` (live objects by type, and under ``"_unreachable"`` what the
+  collection that follows the snapshot freed). Compare snapshots with ``Snapshot.compare_to``.
+  Collecting first would hide garbage waiting for a full collection, which is how Flower's growth
+  went unexplained for a session (docs/reliability.md "Soak"). Tracing costs memory: such a run
+  diagnoses, it does not judge.
 """
 
 import os
@@ -77,11 +80,13 @@ def _worker_forked() -> None:
                 import json
                 import tracemalloc
 
-                gc.collect()
+                # The snapshot first: a collection before it would free the very garbage that
+                # is waiting for one, and the growth would look like nothing.
+                tracemalloc.take_snapshot().dump(os.path.join(_DIR, f"snap-{t:06d}.pickle"))
+                unreachable = gc.collect()
                 counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
                 with open(os.path.join(_DIR, f"gc-{t:06d}.json"), "w") as f:
-                    json.dump(dict(counts.most_common(300)), f)
-                tracemalloc.take_snapshot().dump(os.path.join(_DIR, f"snap-{t:06d}.pickle"))
+                    json.dump({"_unreachable": unreachable, **dict(counts.most_common(300))}, f)
 
     threading.Thread(target=loop, name="soak-trace", daemon=True).start()
 
