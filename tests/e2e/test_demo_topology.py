@@ -97,6 +97,7 @@ def _browser():
 
 
 def _live_page_in_a_browser(url: str, *, refresh: str) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     port = url.rsplit(":", 1)[1]
@@ -128,18 +129,26 @@ def _live_page_in_a_browser(url: str, *, refresh: str) -> None:
             wait_for("page connected", lambda: status.get_attribute("data-state") == "connected", 15, 0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; browser log: {driver.get_log('browser')}") from None
-        count = lambda: int(driver.find_element(By.ID, "updates").text or 0)  # noqa: E731
+
+        def text(by: str, selector: str) -> str:
+            """An element's text now, found afresh: the page re-renders on every update, and an
+            element found before it may be gone (stale) when read; "" then, and the caller waits."""
+            try:
+                return driver.find_element(by, selector).text
+            except StaleElementReferenceException:
+                return ""
+
+        count = lambda: int(text(By.ID, "updates") or 0)  # noqa: E731
         wait_for("page snapshots", lambda: count() >= 2, 15, 0.2)
         before = count()
         assert requests.get(refresh, timeout=30).status_code == 200
         wait_for("page update", lambda: count() > before, 30, 0.2)
-        assert driver.find_element(By.ID, "atm-iv").text.endswith("%")
-        delta = driver.find_element(
-            By.CSS_SELECTOR, '#greeks-table tr[data-side="calls"] td[data-greek="delta"]'
+        wait_for("ATM IV shown", lambda: text(By.ID, "atm-iv").endswith("%"), 10, 0.2)
+        delta = '#greeks-table tr[data-side="calls"] td[data-greek="delta"]'
+        wait_for(
+            "ATM call delta shown", lambda: 0 < float(text(By.CSS_SELECTOR, delta) or "nan") < 1, 10, 0.2
         )
-        assert 0 < float(delta.text) < 1
-        smile = driver.find_element(By.ID, "smile-detail")
-        wait_for("smile drawn", lambda: "out-of-the-money options" in smile.text, 10, 0.2)
+        wait_for("smile drawn", lambda: "out-of-the-money options" in text(By.ID, "smile-detail"), 10, 0.2)
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == [], errors
     finally:
