@@ -86,19 +86,28 @@ _heartbeats: PerLoop[asyncio.Task] = PerLoop(
 
 def _install_shutdown_notice() -> None:
     """On SIGTERM/SIGINT, tell every client to reconnect elsewhere before the server (uvicorn or
-    daphne, whose own handler still runs) closes the sockets with 1012/1001."""
+    daphne, whose own handler still runs) closes the sockets with 1012/1001.
+
+    The server's handler runs only once the notices are written: uvicorn closes every socket as
+    soon as its 0.1 s tick sees the exit flag, and when the signal landed just before a tick the
+    close went out ahead of the notice. A second signal goes to the server's handler at once."""
     global _shutdown_notice_installed
     if _shutdown_notice_installed:
         return
     _shutdown_notice_installed = True
     loop = asyncio.get_running_loop()
+    signalled = False
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
 
         def handler(number, frame, previous=previous):
-            loop.call_soon_threadsafe(_notify_closing)
-            if callable(previous):
-                previous(number, frame)
+            nonlocal signalled
+            server_exit = (lambda: previous(number, frame)) if callable(previous) else (lambda: None)
+            if signalled:
+                server_exit()
+                return
+            signalled = True
+            loop.call_soon_threadsafe(_start, notify_closing_then(server_exit))
 
         try:
             signal.signal(signum, handler)
@@ -106,10 +115,21 @@ def _install_shutdown_notice() -> None:
             return
 
 
-def _notify_closing() -> None:
-    for consumer in list(_live):
-        task = asyncio.ensure_future(consumer.closing_notice())
-        consumer.tasks.append(task)
+def _start(coroutine) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _sends.add(task)
+    task.add_done_callback(_sends.discard)
+
+
+async def notify_closing_then(server_exit, timeout: float = 1.0) -> None:
+    """Send every open connection the ``closing`` notice, then let the server exit. A send is a
+    write to the socket's buffer, not a wait for the client; the timeout bounds the wait anyway."""
+    sends = [asyncio.ensure_future(consumer.closing_notice()) for consumer in list(_live)]
+    try:
+        if sends:
+            await asyncio.wait(sends, timeout=timeout)
+    finally:
+        server_exit()
 
 
 def _origin_allowed(origin: str | None) -> bool:

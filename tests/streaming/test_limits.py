@@ -189,17 +189,25 @@ def test_objects_are_frozen_out_of_the_collector_during_a_burst(db, monkeypatch)
     gc.unfreeze()
 
 
-def test_shutdown_tells_every_client_to_reconnect(db):
+def test_shutdown_tells_every_client_to_reconnect_before_the_server_closes_its_socket(db):
     async def scenario():
-        ws = await connect()
-        await receive(ws)
-        consumers._notify_closing()
-        notice = await receive(ws)
-        await ws.disconnect()
-        return notice
+        sockets = [await connect() for _ in range(2)]
+        for ws in sockets:
+            await receive(ws)
+        # The server's own exit handler (uvicorn's closes every socket at its next tick) runs only
+        # after the notice is on every socket.
+        queued_at_exit = []
+        await consumers.notify_closing_then(
+            lambda: queued_at_exit.extend(ws.output_queue.qsize() for ws in sockets)
+        )
+        notices = [await receive(ws) for ws in sockets]
+        for ws in sockets:
+            await ws.disconnect()
+        return queued_at_exit, notices
 
-    notice = run(scenario)
-    assert notice["type"] == "closing" and notice["reason"] == "server_shutdown"
+    queued_at_exit, notices = run(scenario)
+    assert queued_at_exit == [1, 1]
+    assert [(n["type"], n["reason"]) for n in notices] == [("closing", "server_shutdown")] * 2
 
 
 def test_metrics_count_connections_subscriptions_and_messages(live):
