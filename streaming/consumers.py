@@ -127,7 +127,10 @@ async def notify_closing_then(server_exit, timeout: float = 1.0) -> None:
     sends = [asyncio.ensure_future(consumer.closing_notice()) for consumer in list(_live)]
     try:
         if sends:
-            await asyncio.wait(sends, timeout=timeout)
+            done, _ = await asyncio.wait(sends, timeout=timeout)
+            for task in done:  # a socket that closed meanwhile had nothing more to hear
+                if not task.cancelled():
+                    task.exception()
     finally:
         server_exit()
 
