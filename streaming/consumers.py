@@ -71,14 +71,22 @@ async def _heartbeat_loop() -> None:
         await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
         message = orjson.dumps({"type": "heartbeat", "timestamp": timezone.now().isoformat()}).decode()
         for i, consumer in enumerate(list(_live)):
-            task = asyncio.ensure_future(consumer.heartbeat(message))
-            _sends.add(task)
-            task.add_done_callback(_sends.discard)
+            _spawn(consumer.heartbeat(message))
             if i % 500 == 499:
                 await asyncio.sleep(0)  # spread: 10,000 sockets are not one burst of the loop
 
 
 _sends: set[asyncio.Task] = set()
+
+
+def _spawn(coroutine) -> None:
+    """Run ``coroutine`` as a task held in ``_sends`` until it is done (the loop keeps only a weak
+    reference to a task)."""
+    task = asyncio.ensure_future(coroutine)
+    _sends.add(task)
+    task.add_done_callback(_sends.discard)
+
+
 _heartbeats: PerLoop[asyncio.Task] = PerLoop(
     lambda: asyncio.get_running_loop().create_task(_heartbeat_loop()), alive=lambda task: not task.done()
 )
@@ -107,18 +115,12 @@ def _install_shutdown_notice() -> None:
                 server_exit()
                 return
             signalled = True
-            loop.call_soon_threadsafe(_start, notify_closing_then(server_exit))
+            loop.call_soon_threadsafe(_spawn, notify_closing_then(server_exit))
 
         try:
             signal.signal(signum, handler)
         except ValueError:  # not the main thread (an embedded loop, tests): nothing to chain
             return
-
-
-def _start(coroutine) -> None:
-    task = asyncio.ensure_future(coroutine)
-    _sends.add(task)
-    task.add_done_callback(_sends.discard)
 
 
 async def notify_closing_then(server_exit, timeout: float = 1.0) -> None:
