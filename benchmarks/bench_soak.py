@@ -477,10 +477,11 @@ def _flower_tasks(honcho: int) -> tuple[int, int] | None:
         lines = [" ".join(p.cmdline()) for p in psutil.Process(honcho).children(recursive=True)]
     except psutil.Error:
         return None
+    flower = dict(_ROLES)["flower"]
     found = [
         (re.search(r"--port=(\d+)", line), re.search(r"--max_tasks=(\d+)", line))
         for line in lines
-        if " flower " in f" {line} " or "signalsvc.ops.flower" in line
+        if any(needle in line for needle in flower)
     ]
     found = [(port.group(1), cap.group(1)) for port, cap in found if port and cap]
     if not found:
@@ -764,18 +765,25 @@ def _every_worker_served(base: str, paths: list[str], headers: dict, connections
 
     def client(index: int) -> None:
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+
+        def get(path: str, into: list[int | str]) -> None:
+            nonlocal conn
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                into.append(response.status)
+            except (OSError, http.client.HTTPException) as exc:
+                into.append(type(exc).__name__)
+                conn.close()
+                conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+
         for round_ in range(rounds):
-            uncached = [(_cold_variant(p, 1 + index * cold_rounds + round_), cold) for p in historical]
-            for path, into in [(p, statuses) for p in paths] + (uncached if round_ < cold_rounds else []):
-                try:
-                    conn.request("GET", path, headers=headers)
-                    response = conn.getresponse()
-                    response.read()
-                    into.append(response.status)
-                except (OSError, http.client.HTTPException) as exc:
-                    into.append(type(exc).__name__)
-                    conn.close()
-                    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+            for path in paths:
+                get(path, statuses)
+            if round_ < cold_rounds:  # a distinct end_time per client and round: never cached
+                for path in historical:
+                    get(_cold_variant(path, 1 + index * cold_rounds + round_), cold)
         conn.close()
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(connections)]
