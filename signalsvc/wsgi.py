@@ -1,6 +1,7 @@
 """The WSGI application of the REST server (granian, or gunicorn: scripts/start-web.sh): Django's
 handler behind the fast lane of the hottest reads (signalsvc/api/fastlane.py)."""
 
+import datetime as dt
 import io
 import os
 import sys
@@ -47,9 +48,7 @@ def _load_market_calendar() -> None:
     buckets by session, and the NSE calendar imports pandas_market_calendars (and exchange_calendars,
     161 modules) on first use: without this, each worker's first historical request paid ~0.3 s for
     it and the worker's memory stepped up by ~5 MB at some moment of its life instead of at start."""
-    import datetime as dt
-
-    from timeframes.selectors import market_calendar
+    from timeframes.selectors import market_calendar  # after Django's set-up
 
     now = dt.datetime.now(dt.UTC)
     market_calendar().sessions_overlapping(now - dt.timedelta(days=366), now + dt.timedelta(days=7))
