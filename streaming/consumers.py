@@ -38,7 +38,7 @@ CLOSE_UNAUTHORIZED = 4401  # bad or missing API key
 CLOSE_TOO_MANY = 4429  # the key's tier allows no more connections
 # Codes of snapshot errors that leave the subscription in place (the data arrives later).
 _KEEP_ON = {"no_data"}
-_FLOOD_LIMIT = 100  # refused messages in a row before the connection is closed
+_FLOOD_LIMIT = 100  # messages past the rate in a row before the connection is closed
 
 _open_connections = 0
 _clock = time.monotonic  # the message-rate allowance's clock (tests hold it still)
@@ -150,6 +150,71 @@ def _origin_allowed(origin: str | None) -> bool:
     return False
 
 
+_RATE_LIMITED = {"type": "websocket.receive", "rate_limited": True}
+_FLOODED = {"type": "websocket.receive", "rate_limited": True, "flooded": True}
+
+
+class Inbox:
+    """A connection's messages from the server, read as they arrive, ahead of the consumer.
+
+    The message rate limits the client, so each message is measured when it arrives, not when the
+    consumer gets to it. Measured by the consumer, a flood of messages it answers slowly (subscribes
+    on a loaded server, 50 ms and more) was read at the consumer's own pace and never exceeded the
+    rate: the flooder was never closed. A message past the rate (a token bucket: ``rate`` a second,
+    bursts of twice that) is replaced by a marker without its text, answered in its turn with
+    ``rate_limited``; the one that makes ``_FLOOD_LIMIT`` in a row closes the connection, and what
+    arrives after it is dropped unread. The inbox is bounded: when it is full, reading stops and
+    the socket's buffers hold the client back, as they did before."""
+
+    def __init__(self, receive, rate: float) -> None:
+        self._receive = receive
+        self._rate = rate
+        self._allowance = rate
+        self._allowance_at = _clock()
+        self._refused_in_a_row = 0
+        self._flooded = False
+        # Room for a full burst and a flood's markers: a flood is seen before reading stops.
+        self._queue: asyncio.Queue = asyncio.Queue(maxsize=int(2 * rate) + _FLOOD_LIMIT + 1)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def get(self) -> dict:
+        message = await self._queue.get()
+        if isinstance(message, Exception):  # the server's receive failed: the consumer hears it
+            raise message
+        return message
+
+    def stop(self) -> None:
+        self._reader.cancel()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self._receive()
+                if message["type"] == "websocket.receive":
+                    if self._flooded:
+                        continue
+                    message = self._admit(message)
+                await self._queue.put(message)
+                if message["type"] == "websocket.disconnect":
+                    return
+        except Exception as exc:
+            await self._queue.put(exc)
+
+    def _admit(self, message: dict) -> dict:
+        now = _clock()
+        self._allowance = min(2 * self._rate, self._allowance + (now - self._allowance_at) * self._rate)
+        self._allowance_at = now
+        if self._allowance >= 1:
+            self._allowance -= 1
+            self._refused_in_a_row = 0
+            return message
+        self._refused_in_a_row += 1
+        if self._refused_in_a_row > _FLOOD_LIMIT:
+            self._flooded = True
+            return _FLOODED
+        return _RATE_LIMITED
+
+
 class SignalConsumer(AsyncWebsocketConsumer):
     # Updates come from the process's hub, not the channel layer: no channel per socket, and no
     # per-socket Redis receive loop (channels_redis's, which also failed sockets on a slow Redis).
@@ -166,10 +231,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         self.tasks: list[asyncio.Task] = []
         self.api_key = None
         self.counted = False
-        self.refused_in_a_row = 0
         self.closing = False
-        self.allowance = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
-        self.allowance_at = _clock()
 
         if not _origin_allowed(headers.get("origin")):
             await self.close(code=CLOSE_POLICY)  # before accept: the handshake is refused (403)
@@ -249,6 +311,23 @@ class SignalConsumer(AsyncWebsocketConsumer):
 
     # -- client messages ----------------------------------------------------------------------
 
+    async def __call__(self, scope, receive, send):
+        inbox = Inbox(receive, settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND)
+        try:
+            await super().__call__(scope, inbox.get, send)
+        finally:
+            inbox.stop()
+
+    async def websocket_receive(self, message):
+        if not message.get("rate_limited"):
+            await super().websocket_receive(message)
+        elif self.outbox is not None and not self.closing:
+            if message.get("flooded"):
+                self._close_soon(CLOSE_POLICY)
+                return
+            rate = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
+            await self._error("rate_limited", f"at most {rate:g} messages per second; this one was dropped")
+
     async def receive(self, text_data=None, bytes_data=None):
         # Once this side has closed, the server refuses any further send (uvicorn raises, which
         # ended the consumer without its disconnect: the connection stayed counted). Messages
@@ -256,7 +335,6 @@ class SignalConsumer(AsyncWebsocketConsumer):
         if self.outbox is None or self.closing:
             return
         try:
-            self._check_rate()
             if text_data is None:
                 raise ProtocolError(
                     "binary_not_supported", "send JSON text frames; binary frames are not accepted"
@@ -274,22 +352,9 @@ class SignalConsumer(AsyncWebsocketConsumer):
                 )
             message = parse_message(text_data)
             await getattr(self, "_on_" + message["type"])(message)
-            self.refused_in_a_row = 0
         except ProtocolError as exc:
             if not self.closing:
                 await self._error(exc.code, exc.message, exc.details)
-
-    def _check_rate(self) -> None:
-        rate = settings.WEBSOCKET_MAX_MESSAGES_PER_SECOND
-        now = _clock()
-        self.allowance = min(2 * rate, self.allowance + (now - self.allowance_at) * rate)
-        self.allowance_at = now
-        if self.allowance < 1:
-            self.refused_in_a_row += 1
-            if self.refused_in_a_row > _FLOOD_LIMIT:
-                self._close_soon(CLOSE_POLICY)
-            raise ProtocolError("rate_limited", f"at most {rate:g} messages per second; this one was dropped")
-        self.allowance -= 1
 
     async def _on_ping(self, message):
         await self._json({"type": "pong", "timestamp": timezone.now().isoformat()})

@@ -288,6 +288,41 @@ def test_binary_oversize_and_floods(live, monkeypatch):
     assert kinds == ["pong"] * 8 + ["rate_limited"] * 52
 
 
+def test_a_flood_is_measured_as_it_arrives_not_as_slowly_as_it_is_answered(live, monkeypatch):
+    """Each ping here takes a second of the allowance's clock to answer. Measured when the consumer
+    got to each message, the allowance refilled while it answered, and 200 pings sent at once were
+    all answered and never closed (a subscribe flood on a loaded server, in the fuzz test)."""
+    now = [1000.0]
+    monkeypatch.setattr(consumers, "_clock", lambda: now[0])
+    answer_ping = consumers.SignalConsumer._on_ping
+
+    async def slow_ping(self, message):
+        now[0] += 1.0
+        await answer_ping(self, message)
+
+    monkeypatch.setattr(consumers.SignalConsumer, "_on_ping", slow_ping)
+
+    async def scenario():
+        ws = await connect()
+        await receive(ws)
+        for _ in range(200):
+            await send(ws, {"type": "ping"})
+        replies = []
+        while True:
+            output = await ws.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                return replies, output["code"]
+            replies.append(json.loads(output["text"]))
+
+    with override_settings(WEBSOCKET_MAX_MESSAGES_PER_SECOND=20):
+        replies, code = run(scenario)
+    kinds = [r.get("code", r["type"]) for r in replies]
+    # All 200 arrived within an instant: the first 20 (the allowance a connection starts with)
+    # are answered, the next 100 refused, and the 101st refused in a row closes the connection.
+    assert kinds == ["pong"] * 20 + ["rate_limited"] * 100
+    assert code == consumers.CLOSE_POLICY
+
+
 def test_subscriptions_per_connection_are_limited(live):
     async def scenario():
         ws = await connect()
