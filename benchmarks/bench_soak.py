@@ -3,7 +3,7 @@ every process sampled; no growth trend, and the figures kept.
 
 Setup: ``bench_serving``'s, reused as is (``_start``/``_prepare``/``_stop``, its history, API key
 and endpoints): the whole ``Procfile`` by honcho on the bench database, free ports, the demo market
-running (simulator, ingest, worker, beat, flower). ``bench_serving._start`` also starts its daphne
+running (simulator, ingest, worker, batch, beat, flower). ``bench_serving._start`` also starts its daphne
 baseline; here it stays idle and is sampled like the rest. Redis is the soak's own: a
 ``redis-server`` on a free loopback port, nothing persisted (``--save "" --appendonly no``), started
 before the topology and stopped after it, with every Redis setting of the topology pointed at it
@@ -31,8 +31,8 @@ the soak proper), without a pause between them:
 
 Sampled every 10 s: the RSS, anonymous RSS (``RssAnon``) and USS (where readable) of every
 process, summed by role: ``web``
-(the REST server: granian master + workers), ``ws`` (uvicorn + its workers), ``worker``, ``beat``, ``ingest``,
-``simulator``, ``flower``, ``nginx``, ``honcho`` (honcho and its shells), ``pg`` (the bench
+(the REST server: granian master + workers), ``ws`` (uvicorn + its workers), ``worker`` (the farm),
+``batch`` (the batch lane's worker), ``beat``, ``ingest``, ``simulator``, ``flower``, ``nginx``, ``honcho`` (honcho and its shells), ``pg`` (the bench
 database's backends whose client is one of the topology's processes: other runs may share the
 database), ``redis`` (the soak's own server; also its ``used_memory`` from INFO, its key
 count, and the size and length of the market-data stream), ``daphne`` (idle). Per minute:
@@ -381,9 +381,10 @@ _ROLES = (
     ("beat", (" beat ",)),
     ("ingest", ("ingest_market_data",)),
     ("simulator", ("simulate_market",)),
+    ("batch", ("-Q ingest,timeframes", "start-worker.sh batch")),  # before worker: both are celery workers
     ("worker", (" worker ", "start-worker")),
 )
-ROLE_ORDER = ("web", "ws", "worker", "beat", "ingest", "simulator", "flower", "nginx", "honcho", "pg",
+ROLE_ORDER = ("web", "ws", "worker", "batch", "beat", "ingest", "simulator", "flower", "nginx", "honcho", "pg",
               "redis", "daphne")  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import redis
 
-from signalsvc.farm.routing import all_queues
+from signalsvc.farm.routing import farm_queues
 
 # kombu's Redis transport: a queue with priorities is one list per priority step, named
 # "<queue>\x06\x16<step>" (step 0 is the bare name); delivered messages wait for their ack in the
@@ -90,8 +90,9 @@ def queue_depths(
 
 
 def farm_depths(client: redis.Redis, shard_count: int) -> dict[str, QueueDepth]:
-    """Depth of every queue of the farm: the general queues and every shard queue."""
-    return queue_depths(client, all_queues(shard_count))
+    """Depth of every queue the farm workers consume: ``default`` and every shard queue (not the
+    batch lane's, which more farm workers would not drain)."""
+    return queue_depths(client, farm_queues(shard_count))
 
 
 def broker_client() -> redis.Redis:

@@ -13,7 +13,13 @@ import zlib
 QUEUE_DEFAULT = "default"
 QUEUE_INGEST = "ingest"
 QUEUE_TIMEFRAMES = "timeframes"
-GENERAL_QUEUES = (QUEUE_DEFAULT, QUEUE_INGEST, QUEUE_TIMEFRAMES)
+# The farm workers' queue beside their shards: the periodic tasks that take milliseconds.
+FARM_QUEUES = (QUEUE_DEFAULT,)
+# Work that can hold a worker for seconds (a rollup over a backlog, partition DDL) has its own lane,
+# the batch worker: on a farm worker, a chain's live computation waited behind it (a 1 s rollup made
+# a 2.3 s gap in the live cadence on a loaded machine).
+BATCH_QUEUES = (QUEUE_INGEST, QUEUE_TIMEFRAMES)
+GENERAL_QUEUES = (*FARM_QUEUES, *BATCH_QUEUES)
 GREEKS_QUEUE_PREFIX = "greeks"
 
 
@@ -41,3 +47,8 @@ def shard_of_queue(queue: str) -> int | None:
 
 def all_queues(shard_count: int) -> list[str]:
     return [*GENERAL_QUEUES, *shard_queues(shard_count)]
+
+
+def farm_queues(shard_count: int) -> list[str]:
+    """What the farm workers consume, and so what sizes the farm: everything but the batch lane."""
+    return [*FARM_QUEUES, *shard_queues(shard_count)]

@@ -26,7 +26,7 @@ DOCKERFILE = ROOT / "docker" / "Dockerfile"
 INSTALL_HINT = "run `sudo scripts/install-system-deps.sh` (installs docker-compose and nginx)"
 
 # SPEC §3 processes in the production layout (the simulator is demo-only), plus the one-shot job.
-APP_PROCESSES = ("web", "ws", "worker", "beat", "ingest", "flower", "autoscaler")
+APP_PROCESSES = ("web", "ws", "worker", "batch", "beat", "ingest", "flower", "autoscaler")
 APP_SERVICES = (*APP_PROCESSES, "migrate")
 BACKING_SERVICES = ("postgres", "redis", "nginx")
 
@@ -132,7 +132,11 @@ def test_nginx_is_built_from_the_same_dockerfile(services: dict[str, Any]) -> No
         ),
         (
             "worker",
-            "celery -A signalsvc worker -l info --farm -Q default,ingest,timeframes --pool solo --prefetch-multiplier 1",
+            "celery -A signalsvc worker -l info --farm -Q default --pool solo --prefetch-multiplier 1",
+        ),
+        (
+            "batch",
+            "celery -A signalsvc worker -l info -Q ingest,timeframes --pool solo --prefetch-multiplier 1",
         ),
         (
             "beat",

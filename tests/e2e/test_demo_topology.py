@@ -1,6 +1,7 @@
 """Acceptance for the local topology: the Procfile that `make run` starts (nginx on the public
-port, gunicorn for REST, uvicorn for the WebSocket, worker, beat, ingest, flower, simulator) becomes ready, stores bars, and computes Greeks whose IV recovers the
-simulator's true volatility — then stops cleanly on SIGTERM."""
+port, granian for REST, uvicorn for the WebSocket, worker, batch, beat, ingest, flower, simulator)
+becomes ready, stores bars, and computes Greeks whose IV recovers the simulator's true volatility —
+then stops cleanly on SIGTERM."""
 
 import asyncio
 import itertools

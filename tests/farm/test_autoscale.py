@@ -36,7 +36,7 @@ from signalsvc.farm.autoscale import (
 )
 from signalsvc.farm.core.scaling import Decision, Observation, Policy, Reason, State, decide, state_after
 from signalsvc.farm.ownership import WORKERS_KEY
-from signalsvc.farm.routing import GENERAL_QUEUES
+from signalsvc.farm.routing import BATCH_QUEUES, FARM_QUEUES
 from tests.conftest import free_port, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,6 +223,22 @@ def test_once_with_the_dry_run_backend_prints_a_scale_up_from_the_live_workers(b
     [line] = out.getvalue().splitlines()
     assert line.startswith("autoscale up 2 -> 3 (depth: backlog 120 / 50 per worker = 3)"), line
     assert "backend=dry-run live_workers=2 ready=120 unacked=0" in line
+
+
+def test_the_batch_lane_s_backlog_does_not_size_the_farm(broker, autoscale_settings):
+    """Rollups wait on `timeframes`, which only the batch worker consumes: more farm workers would
+    not drain them."""
+    for _ in range(200):
+        app.send_task("timeframes.tasks.refresh_rollups")
+    publish_chains(60)
+    heartbeat(broker, "a@h", seen=time.time())
+    heartbeat(broker, "b@h", seen=time.time())
+    out = io.StringIO()
+
+    call_command("autoscale_workers", "--once", "--backend", "dry-run", stdout=out)
+
+    [line] = out.getvalue().splitlines()
+    assert "backend=dry-run live_workers=2 ready=60 unacked=0" in line, line
 
 
 def test_the_loop_keeps_the_up_cooldown_between_decisions(broker, autoscale_settings):
@@ -701,6 +717,7 @@ def test_every_manifest_parses_into_the_expected_objects():
             ("RoleBinding", "signal-autoscaler"),
             ("Deployment", "autoscaler"),
         ],
+        "batch.yaml": [("Deployment", "batch")],
         "beat.yaml": [("Deployment", "beat")],
         "config.yaml": [("ConfigMap", "signal-config")],
         "flower.yaml": [("Deployment", "flower"), ("Service", "flower")],
@@ -748,7 +765,7 @@ def test_the_objects_are_valid_for_the_kubernetes_client_models():
     assert checked == len(objects()) - 1  # all but the ScaledObject (a KEDA resource)
 
 
-@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat", "ingest", "flower", "autoscaler"])
+@pytest.mark.parametrize("name", ["web", "ws", "worker", "batch", "beat", "ingest", "flower", "autoscaler"])
 def test_each_process_runs_the_image_with_the_shared_settings(name):
     deployment = objects()[("Deployment", name)]
     spec = deployment["spec"]
@@ -762,19 +779,20 @@ def test_each_process_runs_the_image_with_the_shared_settings(name):
     ]
 
 
-@pytest.mark.parametrize("name", ["web", "ws", "worker", "beat", "ingest", "flower", "autoscaler"])
+@pytest.mark.parametrize("name", ["web", "ws", "worker", "batch", "beat", "ingest", "flower", "autoscaler"])
 def test_processes_run_the_same_command_as_in_compose(name):
     assert container(("Deployment", name))["command"] == compose_commands()[name]
 
 
-def test_the_worker_joins_the_farm_on_the_general_queues():
-    command = container(("Deployment", "worker"))["command"]
-    assert command[:4] == ["celery", "-A", "signalsvc", "worker"]
-    assert "--farm" in command
-    assert command[command.index("-Q") + 1] == ",".join(sorted(GENERAL_QUEUES))
-    assert (
-        objects()[("Deployment", "worker")]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
-    )
+def test_the_worker_joins_the_farm_on_the_farm_queues_and_the_batch_lane_stays_out():
+    for name, queues, farm in (("worker", FARM_QUEUES, True), ("batch", BATCH_QUEUES, False)):
+        command = container(("Deployment", name))["command"]
+        assert command[:4] == ["celery", "-A", "signalsvc", "worker"]
+        assert ("--farm" in command) is farm
+        assert command[command.index("-Q") + 1] == ",".join(queues)
+        assert (
+            objects()[("Deployment", name)]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+        )
 
 
 @pytest.mark.parametrize("name", ["beat", "ingest"])
@@ -819,7 +837,7 @@ def test_the_keda_scaled_object_targets_the_worker_deployment_like_the_autoscale
         int(env["AUTOSCALER_MAX_WORKERS"]),
     )
     redis_triggers = [t["metadata"] for t in spec["triggers"] if t["type"] == "redis"]
-    assert sorted(t["listName"] for t in redis_triggers) == sorted(GENERAL_QUEUES)
+    assert sorted(t["listName"] for t in redis_triggers) == sorted(FARM_QUEUES)
     defaults = Policy(min_workers=1, max_workers=1, target_per_worker=settings.AUTOSCALER_TARGET_PER_WORKER)
     assert {t["listLength"] for t in redis_triggers} == {str(defaults.target_per_worker)}
     resources = {

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from celery.exceptions import QueueNotFound
 
 from signalsvc.celery import app
-from signalsvc.farm.routing import all_queues, greeks_queue, shard_for
+from signalsvc.farm.routing import (
+    BATCH_QUEUES,
+    FARM_QUEUES,
+    GENERAL_QUEUES,
+    all_queues,
+    greeks_queue,
+    shard_for,
+)
 
 NIFTY = "NSE@NIFTY@equity_spot"
 
@@ -47,3 +58,24 @@ def test_every_queue_is_declared_and_no_queue_is_created_on_the_fly():
     assert sorted(app.amqp.queues) == sorted(all_queues(64))
     with pytest.raises(QueueNotFound, match=r"greeks\.999"):
         app.send_task("greeks.tasks.chain_compute", args=[NIFTY], queue="greeks.999")
+
+
+@pytest.mark.parametrize(
+    ("argv", "queues", "farm"),
+    [([], FARM_QUEUES, True), (["batch"], BATCH_QUEUES, False)],
+)
+def test_the_procfile_s_workers_split_the_farm_from_the_batch_lane(tmp_path, argv, queues, farm):
+    """scripts/start-worker.sh, run with a stand-in celery that prints its arguments: a farm worker
+    takes its shards and `default`, the batch worker the queues whose tasks can take seconds, and
+    every queue is someone's."""
+    (tmp_path / "celery").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "celery").chmod(0o755)
+    script = Path(__file__).resolve().parents[2] / "scripts/start-worker.sh"
+    printed = subprocess.run(
+        [str(script), *argv], env={**os.environ, "PY": str(tmp_path / "python")},
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    assert printed[printed.index("-Q") + 1] == ",".join(queues)
+    assert ("--farm" in printed) is farm
+    assert (printed[printed.index("--pool") + 1]) == "solo"
+    assert sorted([*FARM_QUEUES, *BATCH_QUEUES]) == sorted(GENERAL_QUEUES)

@@ -154,6 +154,7 @@ class Topology:
         }
         for name in self.WORKERS:
             specs[name] = (["scripts/start-worker.sh"], base | {"WORKER_NAME": name})
+        specs["batch"] = (["scripts/start-worker.sh", "batch"], base | {"WORKER_NAME": "batch"})
         self.procs = {
             name: Proc(name, argv, dict(env), tmp / f"{name}.log") for name, (argv, env) in specs.items()
         }
