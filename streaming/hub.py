@@ -223,7 +223,7 @@ class Hub:
         """A new pub/sub connection subscribed to every topic; False if Redis is still away."""
         try:
             async with self._commands:
-                await self._pubsub.reset()
+                await self._pubsub.aclose()
                 self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
                 if self._topics:
                     await self._pubsub.subscribe(*self._topics)
