@@ -64,16 +64,45 @@ def _connected() -> None:
         _connects_since_freeze = 0
 
 
+# Heartbeats go round a wheel of this many slots, one slot per 1/_HEARTBEAT_SLOTS of the interval.
+_HEARTBEAT_SLOTS = 256
+_heartbeat_wheel: list[weakref.WeakSet] = [weakref.WeakSet() for _ in range(_HEARTBEAT_SLOTS)]
+_heartbeat_position = 0  # the slot the loop visited last
+_heartbeat_joins = 0
+
+
+def _heartbeat_join(consumer) -> int:
+    """A new connection's slot: round-robin over the half of the wheel that the loop reaches
+    between half an interval and an interval from now. Its first heartbeat comes in that window
+    (never right behind the greeting), and a burst of connections is spread over 128 slots."""
+    global _heartbeat_joins
+    half = _HEARTBEAT_SLOTS // 2
+    slot = (_heartbeat_position + half + _heartbeat_joins % half) % _HEARTBEAT_SLOTS
+    _heartbeat_joins += 1
+    _heartbeat_wheel[slot].add(consumer)
+    return slot
+
+
 async def _heartbeat_loop() -> None:
-    """One heartbeat loop per process, not a task and a timer per connection. Each send is its own
-    task, so that a client that does not read never holds up the others' heartbeats."""
+    """One heartbeat loop per process, not a task and a timer per connection, spread over the
+    interval: each connection has a slot of the wheel, and each tick (1/256 of the interval) sends
+    to one slot's connections, so every connection hears one every interval. Sent to all at once,
+    10,000 sockets took a few hundred milliseconds of the event loop every interval, and the
+    updates queued behind them set the fan-out's tail. Each send is its own task, so that a client
+    that does not read never holds up the others."""
+    global _heartbeat_position
+    loop = asyncio.get_running_loop()
+    due = loop.time()
     while True:
-        await asyncio.sleep(settings.WEBSOCKET_HEARTBEAT_INTERVAL)
-        message = orjson.dumps({"type": "heartbeat", "timestamp": timezone.now().isoformat()}).decode()
-        for i, consumer in enumerate(list(_live)):
-            _spawn(consumer.heartbeat(message))
-            if i % 500 == 499:
-                await asyncio.sleep(0)  # spread: 10,000 sockets are not one burst of the loop
+        due += settings.WEBSOCKET_HEARTBEAT_INTERVAL / _HEARTBEAT_SLOTS
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        due = max(due, loop.time() - 1.0)  # after a stall, catch up without a burst of ticks
+        _heartbeat_position = slot = (_heartbeat_position + 1) % _HEARTBEAT_SLOTS
+        consumers = list(_heartbeat_wheel[slot])
+        if consumers:
+            message = orjson.dumps({"type": "heartbeat", "timestamp": timezone.now().isoformat()}).decode()
+            for consumer in consumers:
+                _spawn(consumer.heartbeat(message))
 
 
 _sends: set[asyncio.Task] = set()
@@ -268,6 +297,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
         self.counted = True
         metrics.CONNECTIONS.inc()
         _live.add(self)
+        self.heartbeat_slot = _heartbeat_join(self)
         _connected()
         _install_shutdown_notice()
         self.outbox = Outbox(
@@ -306,6 +336,7 @@ class SignalConsumer(AsyncWebsocketConsumer):
             self.counted = False
             metrics.CONNECTIONS.dec()
             _live.discard(self)
+            _heartbeat_wheel[self.heartbeat_slot].discard(self)
             if self.api_key is not None:
                 await tracking.tracker().release(self.api_key.pk, self.connection_id)
 

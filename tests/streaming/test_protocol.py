@@ -4,6 +4,7 @@ error (with the connection left open) for every kind of bad message."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -157,6 +158,29 @@ def test_ping_and_heartbeat(live):
         pong, heartbeat = run(scenario)
     assert pong["type"] == "pong" and "timestamp" in pong
     assert heartbeat["type"] == "heartbeat"
+
+
+def test_heartbeats_are_spread_over_the_interval_not_sent_in_one_burst(live):
+    """Connections opened together take consecutive slots of the heartbeat wheel: each hears one
+    between half an interval and an interval after connecting, each from its own tick (its own
+    timestamp), not all from one burst."""
+
+    async def scenario():
+        sockets = [await connect(f"client_id=hb{i}") for i in range(8)]
+        for ws in sockets:
+            await receive(ws)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        beats = [await receive_until(ws, "heartbeat", timeout=5) for ws in sockets]
+        waited = loop.time() - started
+        for ws in sockets:
+            await ws.disconnect()
+        return beats, waited
+
+    with override_settings(WEBSOCKET_HEARTBEAT_INTERVAL=2):
+        beats, waited = run(scenario)
+    assert len({beat["timestamp"] for beat in beats}) == 8, beats
+    assert 0.5 <= waited < 2 * 2  # within an interval of connecting (and a margin for a loaded machine)
 
 
 def test_unsubscribe_stops_updates_and_removes_the_row(live):
