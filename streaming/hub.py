@@ -5,7 +5,10 @@ loses messages, the pub/sub layer's queues grow without bound), and Channels 4.2
 hop per dispatched message. So broadcasts do not go through the channel layer:
 
 * one Redis pub/sub connection per process, subscribed to each topic that has local subscribers
-  (``signal:moneyness:<underlying>``, ``signal:greeks:<underlying>``, ``signal:bars:<id>``);
+  (``signal:moneyness:<underlying>``, ``signal:greeks:<underlying>``, ``signal:bars:<id>``).
+  :meth:`Hub.add` returns once Redis has confirmed the topic's SUBSCRIBE, so that the snapshot read
+  after it cannot miss a publish: SUBSCRIBE is only written to the socket, and a PUBLISH from
+  another connection could be read by Redis first (it reached nobody, CI lost an update so);
 * an announcement on a topic makes the hub compute every feed of that topic once
   (``streaming.feeds``, in Channels' database thread), encode each feed's data once, and hand
   it to the sockets;
@@ -39,6 +42,10 @@ from streaming.loops import PerLoop
 from streaming.protocol import Feed, Subscription
 
 log = logging.getLogger(__name__)
+
+# How long a first subscriber to a topic waits for Redis to confirm the SUBSCRIBE; past it (Redis
+# away: the listener resubscribes when it is back) the subscription goes on unconfirmed.
+SUBSCRIBE_CONFIRM_SECONDS = 5.0
 
 _hubs: PerLoop[Hub] = PerLoop(lambda: Hub())
 
@@ -144,7 +151,9 @@ class Hub:
         self._running: set[str] = set()
         self._again: set[str] = set()
         self._redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
-        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        # Subscribe confirmations are read too: they resolve ``_unconfirmed``.
+        self._pubsub = self._redis.pubsub()
+        self._unconfirmed: dict[str, asyncio.Future] = {}  # topic -> set once Redis confirms it
         self._listener: asyncio.Task | None = None
         self._commands = asyncio.Lock()  # subscribe/unsubscribe, one at a time
         self._tasks: set[asyncio.Task] = set()
@@ -159,6 +168,7 @@ class Hub:
         feeds = self._topics.get(sub.topic)
         if feeds is None:
             feeds = self._topics[sub.topic] = {}
+            self._unconfirmed[sub.topic] = asyncio.get_running_loop().create_future()
             try:
                 # One command at a time on the one pub/sub connection: redis-py opens a connection
                 # for each first subscribe that runs concurrently, and the listener reads only one
@@ -168,11 +178,21 @@ class Hub:
             except BaseException:
                 if not feeds:
                     self._topics.pop(sub.topic, None)
+                    self._unconfirmed.pop(sub.topic, None)
                 raise
             metrics.TOPICS.inc()
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen())
         feeds.setdefault(sub.feed, {}).setdefault(outbox, set()).add(sub)
+        # Every subscriber waits, not only the first: a second one may come while it is pending.
+        confirmed = self._unconfirmed.get(sub.topic)
+        if confirmed is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_CONFIRM_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "hub: SUBSCRIBE %s not confirmed within %g s", sub.topic, SUBSCRIBE_CONFIRM_SECONDS
+                )
 
     async def remove(self, outbox: Outbox, sub: Subscription) -> None:
         feeds = self._topics.get(sub.topic)
@@ -189,6 +209,7 @@ class Hub:
         if not feeds:
             del self._topics[sub.topic]
             self._delivered.pop(sub.topic, None)
+            self._confirm(sub.topic)  # nobody left to wait for it
             metrics.TOPICS.dec()
             try:
                 async with self._commands:
@@ -214,17 +235,24 @@ class Hub:
                 while self._topics and not await self._resubscribe():
                     await asyncio.sleep(1)
                 continue
-            if message is None or message.get("type") != "message":
+            if message is None:
                 continue
-            topic = message["channel"].decode()
-            self.schedule(topic, announced=time.perf_counter())
+            if message["type"] == "subscribe":
+                self._confirm(message["channel"].decode())
+            elif message["type"] == "message":
+                self.schedule(message["channel"].decode(), announced=time.perf_counter())
+
+    def _confirm(self, topic: str) -> None:
+        confirmed = self._unconfirmed.pop(topic, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(None)
 
     async def _resubscribe(self) -> bool:
         """A new pub/sub connection subscribed to every topic; False if Redis is still away."""
         try:
             async with self._commands:
                 await self._pubsub.aclose()
-                self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                self._pubsub = self._redis.pubsub()
                 if self._topics:
                     await self._pubsub.subscribe(*self._topics)
             if self._topics:

@@ -12,6 +12,7 @@ from django.conf import settings
 from streaming import hub as hub_module
 from streaming.hub import Hub, Outbox
 from streaming.protocol import Feed, Subscription
+from tests.faults.services import PrivateRedis
 
 
 def test_a_burst_of_subscriptions_to_distinct_topics_hears_every_topic(monkeypatch, db):
@@ -54,3 +55,37 @@ def test_a_burst_of_subscriptions_to_distinct_topics_hears_every_topic(monkeypat
     assert sorted((m["subscription_key"], m["data"]["n"], m["seq"]) for m in messages) == sorted(
         (f"k{i}", f"opt{i}", 1) for i in range(100)
     )
+
+
+def test_add_returns_only_once_redis_has_taken_the_subscribe(settings):
+    """SUBSCRIBE is only written to the socket; a PUBLISH that Redis reads before it reaches nobody.
+    So a new subscriber's snapshot, read after add(), could miss an update. Here Redis (a private
+    server: the pause would stall every other test's) reads no command for 0.5 s after the hub's
+    pub/sub connection is open; add() must not return before Redis has read and confirmed it."""
+    server = PrivateRedis()
+    server.start()
+    settings.REDIS_URL = server.url()
+
+    def subscription(topic: str) -> Subscription:
+        return Subscription(key=topic, feed=Feed("atm_iv", topic, 0, ()), topic=topic, instrument_key=topic)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        local = Hub()
+        outbox = Outbox(lambda text: asyncio.sleep(0), max_backlog=10, on_overflow=lambda: None)
+        await local.add(outbox, subscription("test:hub:first"))  # the pub/sub connection is open
+        control = server.client()
+        control.execute_command("CLIENT", "PAUSE", "500", "ALL")
+        paused = loop.time()
+        await local.add(outbox, subscription("test:hub:second"))
+        returned = loop.time() - paused
+        heard = control.publish("test:hub:second", b"x")  # sent after add(): it must reach the hub
+        outbox.close()
+        return returned, heard
+
+    try:
+        returned, heard = async_to_sync(scenario)()
+    finally:
+        server.destroy()
+    assert returned >= 0.4, returned  # it waited for the pause to end (0.5 s)
+    assert heard == 1
