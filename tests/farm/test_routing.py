@@ -13,10 +13,10 @@ from signalsvc.celery import app
 from signalsvc.farm.routing import (
     BATCH_QUEUES,
     FARM_QUEUES,
-    GENERAL_QUEUES,
     all_queues,
     greeks_queue,
     shard_for,
+    shard_of_queue,
 )
 
 NIFTY = "NSE@NIFTY@equity_spot"
@@ -60,22 +60,25 @@ def test_every_queue_is_declared_and_no_queue_is_created_on_the_fly():
         app.send_task("greeks.tasks.chain_compute", args=[NIFTY], queue="greeks.999")
 
 
-@pytest.mark.parametrize(
-    ("argv", "queues", "farm"),
-    [([], FARM_QUEUES, True), (["batch"], BATCH_QUEUES, False)],
-)
-def test_the_procfile_s_workers_split_the_farm_from_the_batch_lane(tmp_path, argv, queues, farm):
+def test_the_procfile_s_workers_split_the_farm_from_the_batch_lane(tmp_path):
     """scripts/start-worker.sh, run with a stand-in celery that prints its arguments: a farm worker
     takes its shards and `default`, the batch worker the queues whose tasks can take seconds, and
-    every queue is someone's."""
+    every general queue is consumed by exactly one of them."""
     (tmp_path / "celery").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     (tmp_path / "celery").chmod(0o755)
     script = Path(__file__).resolve().parents[2] / "scripts/start-worker.sh"
-    printed = subprocess.run(
-        [str(script), *argv], env={**os.environ, "PY": str(tmp_path / "python")},
-        capture_output=True, text=True, check=True,
-    ).stdout.split("\n")  # fmt: skip
-    assert printed[printed.index("-Q") + 1] == ",".join(queues)
-    assert ("--farm" in printed) is farm
-    assert (printed[printed.index("--pool") + 1]) == "solo"
-    assert sorted([*FARM_QUEUES, *BATCH_QUEUES]) == sorted(GENERAL_QUEUES)
+
+    def started(*argv: str) -> list[str]:
+        return subprocess.run(
+            [str(script), *argv], env={**os.environ, "PY": str(tmp_path / "python")},
+            capture_output=True, text=True, check=True,
+        ).stdout.split("\n")  # fmt: skip
+
+    farm, batch = started(), started("batch")
+    farm_queues, batch_queues = (args[args.index("-Q") + 1].split(",") for args in (farm, batch))
+    assert (tuple(farm_queues), tuple(batch_queues)) == (FARM_QUEUES, BATCH_QUEUES)
+    # Every declared queue but the shards' (which the farm takes by ownership) has one consumer.
+    declared = sorted(q for q in app.amqp.queues if shard_of_queue(q) is None)
+    assert sorted(farm_queues + batch_queues) == declared
+    assert ("--farm" in farm, "--farm" in batch) == (True, False)
+    assert farm[farm.index("--pool") + 1] == batch[batch.index("--pool") + 1] == "solo"
